@@ -1,0 +1,1 @@
+//! aescbc provider (H1).

@@ -1,0 +1,1 @@
+//! aesgcm provider (H1).

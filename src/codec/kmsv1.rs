@@ -1,0 +1,1 @@
+//! kmsv1 provider (H1).

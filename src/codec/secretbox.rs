@@ -1,0 +1,1 @@
+//! secretbox provider (H1).

@@ -1,0 +1,1 @@
+//! snapshot files (H3).

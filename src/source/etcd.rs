@@ -1,0 +1,1 @@
+//! Live etcd source: paginated ranges pinned to one revision (H5).
