@@ -2,6 +2,7 @@
 //! exit code; errors bubble up as `anyhow` and exit 2.
 use clap::{Parser, Subcommand};
 
+mod common;
 mod config;
 mod decode;
 mod rotate;

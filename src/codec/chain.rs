@@ -28,7 +28,11 @@ impl Transformers {
     /// Build every chain of `config`; KMS entries get a service from `kms` (lazy: no plugin is
     /// contacted here).
     pub fn new(config: &EncryptionConfig, kms: &dyn KmsConnector) -> Result<Self, BuildError> {
-        todo!("H1 {} {}", config.rules.len(), std::any::type_name_of_val(kms))
+        todo!(
+            "H1 {} {}",
+            config.rules.len(),
+            std::any::type_name_of_val(kms)
+        )
     }
     /// The chain kube-apiserver uses for `gr` (bare identity when no rule matches or `gr` is None).
     pub fn chain_for(&self, gr: Option<&GroupResource>) -> &Chain {

@@ -160,7 +160,8 @@ pub trait Cipher: Send + Sync {
 
 /// Fill `buf` from the OS CSPRNG. Failure of the OS RNG is unrecoverable for an encryptor.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), EncryptError> {
-    getrandom::fill(buf).map_err(|e| EncryptError(format!("OS random number generator failed: {e}")))
+    getrandom::fill(buf)
+        .map_err(|e| EncryptError(format!("OS random number generator failed: {e}")))
 }
 
 /// What a raw value is, read without any key material.

@@ -2,8 +2,17 @@
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlaintextKind {
-    Protobuf { api_version: String, kind: String },
-    Json { api_version: Option<String>, kind: Option<String> },
-    Cbor { api_version: Option<String>, kind: Option<String> },
+    Protobuf {
+        api_version: String,
+        kind: String,
+    },
+    Json {
+        api_version: Option<String>,
+        kind: Option<String>,
+    },
+    Cbor {
+        api_version: Option<String>,
+        kind: Option<String>,
+    },
     Other,
 }

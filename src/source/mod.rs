@@ -52,4 +52,14 @@ pub trait KvSource: Send {
     /// Things the report must say (e.g. "revision 120 was compacted mid-scan; continued at 131
     /// from key /registry/x").
     fn notes(&self) -> Vec<String>;
+    /// Whether [`KvSource::next_history_batch`] yields anything (snapshot files: yes).
+    fn supports_history(&self) -> bool {
+        false
+    }
+    /// Older revisions still held by the source (for `--history`): every revision under the
+    /// prefix that is not the latest live one and not a tombstone, in key then revision order.
+    /// Call after the latest state has been fully read. Default: none.
+    async fn next_history_batch(&mut self) -> Result<Option<Vec<RawKv>>, SourceError> {
+        Ok(None)
+    }
 }
