@@ -3,6 +3,7 @@
 //! rule lookup that picks a resource's ordered provider list (spec §4, §5).
 //! Errors name the file, the resource entry and the field; they never include key material.
 
+pub mod check;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -137,10 +138,22 @@ pub struct KeyFacts {
     pub ascii_32_chars_24_bytes: bool,
 }
 
+/// Facts about one KMS provider element kept for `config check` warnings.
+#[derive(Debug, Clone)]
+pub struct KmsFacts {
+    /// Field path of the element, e.g. `resources[0].providers[0].kms`.
+    pub field: String,
+    pub rule: usize,
+    pub provider: usize,
+    /// `apiVersion` was not written, so upstream defaulted it to v1.
+    pub api_version_omitted: bool,
+}
+
 /// What a successful parse learned beyond the config itself.
 #[derive(Debug, Clone, Default)]
 pub struct ParseNotes {
     pub keys: Vec<KeyFacts>,
+    pub kms: Vec<KmsFacts>,
 }
 
 /// A config error. Every variant names the file (or `<input>`) and, where it applies, the
@@ -286,6 +299,7 @@ impl EncryptionConfig {
             },
             ParseNotes {
                 keys: validated.key_facts,
+                kms: validated.kms_facts,
             },
         ))
     }

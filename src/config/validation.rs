@@ -6,7 +6,8 @@
 
 use super::raw::{RawConfig, RawKey, RawKeys, RawKms, RawProvider, RawResource, parse_go_duration};
 use super::{
-    FieldError, KeyFacts, KmsApiVersion, KmsConfig, NamedKey, ProviderConfig, ResourceRule,
+    FieldError, KeyFacts, KmsApiVersion, KmsConfig, KmsFacts, NamedKey, ProviderConfig,
+    ResourceRule,
 };
 use crate::resource::GroupResource;
 use crate::secret::SecretBytes;
@@ -48,6 +49,7 @@ const GO_STD_BASE64: GeneralPurpose = GeneralPurpose::new(
 pub(crate) struct Validated {
     pub rules: Vec<ResourceRule>,
     pub key_facts: Vec<KeyFacts>,
+    pub kms_facts: Vec<KmsFacts>,
 }
 
 /// Validate a decoded file. Errors come in upstream's order; the masking check (a build-time
@@ -70,6 +72,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Validated, Vec<FieldError>> {
     Ok(Validated {
         rules,
         key_facts: v.key_facts,
+        kms_facts: v.kms_facts,
     })
 }
 
@@ -78,6 +81,7 @@ struct Validator {
     errors: Vec<FieldError>,
     kms_names: HashSet<String>,
     key_facts: Vec<KeyFacts>,
+    kms_facts: Vec<KmsFacts>,
 }
 
 impl Validator {
@@ -201,9 +205,14 @@ impl Validator {
             // Upstream still validates the first present type (its switch order); so do we.
         }
         if let Some(kms) = raw.kms {
-            return self
-                .kms(&format!("{path}.kms"), kms)
-                .map(ProviderConfig::Kms);
+            let field = format!("{path}.kms");
+            self.kms_facts.push(KmsFacts {
+                field: field.clone(),
+                rule: i,
+                provider: j,
+                api_version_omitted: kms.api_version.is_none(),
+            });
+            return self.kms(&field, kms).map(ProviderConfig::Kms);
         }
         if let Some(keys) = raw.aesgcm {
             let keys = self.keys(i, j, &format!("{path}.aesgcm.keys"), keys, AES_KEY_SIZES);
