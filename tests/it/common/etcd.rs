@@ -449,10 +449,11 @@ fn spawn_etcd(
         .arg("--log-level=warn");
     if let Some(c) = certs {
         cmd.arg(format!("--cert-file={}", c.server_cert.display()))
-            .arg(format!("--key-file={}", c.server_key.display()))
-            .arg(format!("--trusted-ca-file={}", c.ca.display()));
+            .arg(format!("--key-file={}", c.server_key.display()));
+        // etcd turns client-cert auth on whenever --trusted-ca-file is set.
         if opts.transport == Transport::MutualTls {
-            cmd.arg("--client-cert-auth");
+            cmd.arg("--client-cert-auth")
+                .arg(format!("--trusted-ca-file={}", c.ca.display()));
         }
     }
     cmd.stdin(Stdio::null())
