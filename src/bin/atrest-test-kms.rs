@@ -609,8 +609,12 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot chmod 0600 {}: {e}", bind_path.display()))?;
     }
     tracing::info!(
-        "serving KMS {:?} on {} (key id {key_id:?}, {} annotations)",
-        args.api,
+        "serving KMS {} on {} (key id {key_id:?}, {} annotations)",
+        match args.api {
+            Api::V1 => "v1",
+            Api::V2 => "v2",
+            Api::Both => "v1+v2",
+        },
         args.socket.display(),
         args.annotations.len()
     );
@@ -653,6 +657,7 @@ async fn run(args: Args) -> Result<(), String> {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ATREST_TEST_KMS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

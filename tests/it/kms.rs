@@ -523,3 +523,62 @@ fn plugin_rejects_bad_kek_and_annotation() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("base64"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_share_one_connection() {
+    let plugin = KmsPlugin::builder().api("v2").start();
+    let client = std::sync::Arc::new(v2(&plugin));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let c = std::sync::Arc::clone(&client);
+        tasks.spawn(async move {
+            let seed = random_secret();
+            let enc = c.encrypt(&seed).await.expect("encrypt");
+            let plain = c
+                .decrypt(&DecryptRequest {
+                    ciphertext: enc.ciphertext,
+                    key_id: enc.key_id,
+                    annotations: enc.annotations,
+                })
+                .await
+                .expect("decrypt");
+            sha(plain.expose()) == sha(&seed)
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        assert!(r.expect("task"), "round trip");
+        ok += 1;
+    }
+    assert_eq!(ok, 64);
+    let s = plugin.stats();
+    assert_eq!((s.v2_encrypt, s.v2_decrypt), (64, 64));
+}
+
+#[tokio::test]
+async fn errors_and_debug_output_hold_no_key_material() {
+    let plugin = KmsPlugin::builder()
+        .api("v2")
+        .args(["--fail-encrypt"])
+        .start();
+    let client = v2(&plugin);
+    let seed = random_secret();
+    let err = client.encrypt(&seed).await.expect_err("fail-encrypt");
+    let kek = std::fs::read_to_string(plugin.dir().join("kek.b64")).expect("kek file");
+    let texts = [
+        err.to_string(),
+        format!("{err:?}"),
+        format!("{client:?}"),
+        plugin.log(),
+    ];
+    let needles = [
+        hex::encode(&seed),
+        base64::engine::general_purpose::STANDARD.encode(&seed),
+        kek.trim().to_string(),
+    ];
+    for t in &texts {
+        for n in &needles {
+            assert!(!t.contains(n.as_str()), "secret material in output");
+        }
+    }
+}
