@@ -559,11 +559,19 @@ async fn concurrent_calls_share_one_connection() {
 async fn errors_and_debug_output_hold_no_key_material() {
     let plugin = KmsPlugin::builder()
         .api("v2")
-        .args(["--fail-encrypt"])
+        .args(["--fail-decrypt"])
         .start();
     let client = v2(&plugin);
     let seed = random_secret();
-    let err = client.encrypt(&seed).await.expect_err("fail-encrypt");
+    let enc = client.encrypt(&seed).await.expect("encrypt");
+    let err = client
+        .decrypt(&DecryptRequest {
+            ciphertext: enc.ciphertext,
+            key_id: enc.key_id,
+            annotations: enc.annotations,
+        })
+        .await
+        .expect_err("fail-decrypt");
     let kek = std::fs::read_to_string(plugin.dir().join("kek.b64")).expect("kek file");
     let texts = [
         err.to_string(),
