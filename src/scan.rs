@@ -200,14 +200,14 @@ impl HistoryAcc {
             return;
         }
         self.report.residue_revisions += 1;
-        if let Some((cur, statuses)) = &mut self.open {
-            if cur.key == rec.key {
-                cur.oldest_revision = cur.oldest_revision.min(rec.mod_revision);
-                cur.newest_revision = cur.newest_revision.max(rec.mod_revision);
-                cur.revisions += 1;
-                statuses.insert(rec.status);
-                return;
-            }
+        if let Some((cur, statuses)) = &mut self.open
+            && cur.key == rec.key
+        {
+            cur.oldest_revision = cur.oldest_revision.min(rec.mod_revision);
+            cur.newest_revision = cur.newest_revision.max(rec.mod_revision);
+            cur.revisions += 1;
+            statuses.insert(rec.status);
+            return;
         }
         self.flush();
         let mut statuses = BTreeSet::new();
