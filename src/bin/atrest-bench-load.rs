@@ -19,7 +19,9 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use clap::Parser;
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions, Txn, TxnOp};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,6 +68,10 @@ struct Args {
     /// Transactions in flight.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Write nothing: instead stream every key under `--prefix` with paginated ranges of this
+    /// many keys pinned to one revision (what a paginated client minimally costs), and report it.
+    #[arg(long, value_name = "PAGE_KEYS")]
+    read_pages: Option<i64>,
 }
 
 /// One provider/key a value can be written with.
@@ -386,6 +392,60 @@ async fn write_range(
     Ok(totals)
 }
 
+/// The paginated-read baseline: ranges of `limit` keys at the first page's revision, each next
+/// page starting at the last key + `\0`, values counted and dropped.
+async fn read_pages(client: Client, prefix: &str, limit: i64) -> Result<()> {
+    let mut kv = client.kv_client().max_decoding_message_size(256 << 20);
+    let prefix = format!("{}/", prefix.trim_end_matches('/'));
+    let mut end = prefix.clone().into_bytes();
+    if let Some(last) = end.last_mut() {
+        *last += 1; // '/' + 1 = '0': the end of the prefix range
+    }
+    let started = Instant::now();
+    let mut start = prefix.into_bytes();
+    let (mut keys, mut bytes, mut pages, mut revision) = (0u64, 0u64, 0u64, 0i64);
+    loop {
+        let mut opts = GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(limit.max(1));
+        if revision > 0 {
+            opts = opts.with_revision(revision);
+        }
+        let resp = kv
+            .get(start.clone(), Some(opts))
+            .await
+            .context("etcd range")?;
+        if revision == 0 {
+            revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        pages += 1;
+        for kvp in resp.kvs() {
+            keys += 1;
+            bytes += (kvp.key().len() + kvp.value().len()) as u64;
+        }
+        match resp.kvs().last() {
+            Some(last) if resp.more() => {
+                start = last.key().to_vec();
+                start.push(0);
+            }
+            _ => break,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let report = serde_json::json!({
+        "mode": "read-pages",
+        "page_keys": limit,
+        "pages": pages,
+        "revision": revision,
+        "keys": keys,
+        "bytes": bytes,
+        "elapsed_s": elapsed,
+        "objects_per_s": if elapsed > 0.0 { keys as f64 / elapsed } else { 0.0 },
+    });
+    println!("{report}");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Arc::new(Args::parse());
@@ -394,6 +454,9 @@ async fn main() -> Result<()> {
     let concurrency = args.concurrency.clamp(1, 64);
     let data_len = data_len_for(args.value_size);
     let client = connect(&args).await?;
+    if let Some(limit) = args.read_pages {
+        return read_pages(client, &args.prefix, limit).await;
+    }
     let started = Instant::now();
 
     // Batches are dealt round-robin to the workers so the keyspace fills evenly.
