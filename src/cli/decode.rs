@@ -126,6 +126,8 @@ struct ConfigVerdict {
     rule: Option<String>,
     /// Write provider/key of the chain.
     writer: String,
+    /// The chain's entries in read order (`aescbc key1`, `identity`).
+    read_order: Vec<String>,
     /// Chain entry that matches (identify) or that read the value (verify).
     entry: Option<usize>,
     entry_provider: Option<String>,
@@ -195,6 +197,14 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
             Some(n) => format!("{writer_kind} {n}"),
             None => writer_kind.to_string(),
         },
+        read_order: chain
+            .entries()
+            .iter()
+            .map(|(k, n)| match n {
+                Some(n) => format!("{k} {n}"),
+                None => k.to_string(),
+            })
+            .collect(),
         ..Default::default()
     };
 
@@ -411,6 +421,13 @@ fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             c.rule.as_deref().unwrap_or("(none: bare identity)"),
         )?;
         row(out, "writer", &c.writer)?;
+        let order: Vec<String> = c
+            .read_order
+            .iter()
+            .enumerate()
+            .map(|(i, e)| format!("{i}: {e}"))
+            .collect();
+        row(out, "read order", &order.join(", "))?;
         match (c.entry, &c.entry_provider) {
             (Some(i), Some(p)) => {
                 let name = c

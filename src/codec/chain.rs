@@ -464,12 +464,13 @@ impl Chain {
             match result {
                 Ok(o) => return Ok(o),
                 Err(err) => {
-                    let err = match e.name() {
-                        Some(n) => DecryptError::new(
+                    // Local-key messages do not know their key's name; KMS ones name the provider.
+                    let err = match e {
+                        Entry::Local { kind, name, .. } => DecryptError::new(
                             err.class,
-                            format!("{} key {n:?}: {}", e.kind(), err.message),
+                            format!("{kind} key {name:?}: {}", err.message),
                         ),
-                        None => err,
+                        _ => err,
                     };
                     first_err.get_or_insert(err);
                 }
