@@ -85,6 +85,9 @@ struct Report {
     kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<String>,
+    /// The provider text of a `k8s:enc:` prefix no kube-apiserver provider has (`xyz:v1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unknown_provider: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -318,8 +321,11 @@ fn describe_value(report: &mut Report, value: &[u8]) {
             report.format = "encrypted".to_string();
             report.provider = Some(match e.provider {
                 Some(p) => p.to_string(),
-                None => format!("unknown ({})", e.provider_label),
+                None => "unknown".to_string(),
             });
+            if e.provider.is_none() {
+                report.unknown_provider = Some(e.provider_label);
+            }
             report.name = e.name;
             report.kms_v2 = e.kms_v2.as_ref().map(KmsV2Fields::from);
         }
@@ -396,7 +402,10 @@ fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         row(out, "kind", v)?;
     }
     if let Some(v) = &r.provider {
-        row(out, "provider", v)?;
+        match &r.unknown_provider {
+            Some(u) => row(out, "provider", &format!("{v} (prefix says {u:?})"))?,
+            None => row(out, "provider", v)?,
+        }
     }
     if let Some(v) = &r.name {
         row(out, "name", v)?;

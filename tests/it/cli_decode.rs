@@ -503,3 +503,36 @@ fn kms_v2_with_a_real_plugin() {
         .clone();
     assert!(String::from_utf8_lossy(&out.stderr).contains("kms-decrypt-failed"));
 }
+
+#[test]
+fn unknown_provider_is_encrypted_never_plaintext() {
+    let value = b"k8s:enc:xyz:v1:k:some-bytes".to_vec();
+    let out = atrest_cmd()
+        .args(["decode", "--key", "/registry/secrets/a/b", "-o", "json"])
+        .write_stdin(value.clone())
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let j: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["format"], "encrypted");
+    assert_eq!(j["provider"], "unknown");
+    assert_eq!(j["unknown_provider"], "xyz:v1");
+    let out = atrest_cmd()
+        .args([
+            "decode",
+            "--key",
+            "/registry/secrets/a/b",
+            "-o",
+            "json",
+            "--encryption-provider-config",
+            &config("aescbc"),
+        ])
+        .write_stdin(value)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let j: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["error"]["class"], "no-provider");
+}
