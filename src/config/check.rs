@@ -119,6 +119,14 @@ pub fn check(config: &EncryptionConfig, notes: &ParseNotes, file: &str) -> Check
     chain_warnings(&mut report);
     key_warnings(config, notes, &mut report);
     kms_warnings(config, notes, &mut report);
+    // The same pair can be reached twice (two keys named `a`, both overlapping `a:b`).
+    let mut unique: Vec<Warning> = Vec::with_capacity(report.warnings.len());
+    for w in report.warnings.drain(..) {
+        if !unique.contains(&w) {
+            unique.push(w);
+        }
+    }
+    report.warnings = unique;
     report
 }
 
@@ -325,9 +333,9 @@ fn key_warnings(config: &EncryptionConfig, notes: &ParseNotes, report: &mut Chec
             field: format!("{}.secret", key.field),
             resources: rule_resources(config, key.rule),
             message: format!(
-                "the secret of key {:?} is 32 characters that decode to 24 bytes: that is AES-192, most likely \
-                 a 32-character string pasted where base64 of 32 random bytes belongs. Generate keys with \
-                 `head -c 32 /dev/urandom | base64`",
+                "the secret of key {:?} is 32 characters that decode to 24 bytes, so this key is AES-192. \
+                 If you meant AES-256, this is the classic mistake of pasting a 32-character string where \
+                 base64 of 32 random bytes belongs: generate keys with `head -c 32 /dev/urandom | base64`",
                 key.name
             ),
         });
