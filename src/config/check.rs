@@ -119,6 +119,16 @@ pub fn check(config: &EncryptionConfig, notes: &ParseNotes, file: &str) -> Check
     chain_warnings(&mut report);
     key_warnings(config, notes, &mut report);
     kms_warnings(config, notes, &mut report);
+    if notes.extra_documents {
+        report.warnings.push(Warning {
+            code: "extra-yaml-documents",
+            field: "---".to_owned(),
+            resources: Vec::new(),
+            message: "the file holds more than one YAML document: kube-apiserver (and atrest) use only the \
+                      first one and silently ignore the rest; remove or merge the others"
+                .to_owned(),
+        });
+    }
     // The same pair can be reached twice (two keys named `a`, both overlapping `a:b`).
     let mut unique: Vec<Warning> = Vec::with_capacity(report.warnings.len());
     for w in report.warnings.drain(..) {

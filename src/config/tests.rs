@@ -359,3 +359,26 @@ fn endpoint_urls() {
     assert!(EndpointUrl::parse("unix:///a\nb").is_err());
     assert!(EndpointUrl::parse("unix://[::1/x").is_err());
 }
+
+#[test]
+fn only_the_first_yaml_document_counts() {
+    let one = doc("  - resources: [secrets]\n    providers: [{identity: {}}]\n");
+    for (text, extra) in [
+        (format!("---\n{one}---\n"), false),
+        (format!("{one}...\n"), false),
+        (format!("--- # first\n{one}---\nfoo: bar\n"), true),
+        (format!("{one}--- {{foo: bar}}\n"), true),
+        (format!("{one}...\n---\n- a list\n"), true),
+    ] {
+        let (config, notes) = EncryptionConfig::parse_with_notes(&text, "enc.yaml")
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert_eq!(config.rules.len(), 1);
+        assert_eq!(notes.extra_documents, extra, "{text:?}");
+    }
+    // A broken first document is still an error, with the right line number.
+    let err = parse(&format!("{one}  bad: [\n---\n{one}")).expect_err("invalid");
+    assert!(err.to_string().contains("line 6"), "{err}");
+    // `---text` is not a marker.
+    let (_, notes) = EncryptionConfig::parse_with_notes(&one, "enc.yaml").expect("valid");
+    assert!(!notes.extra_documents);
+}
