@@ -23,8 +23,16 @@ pub enum ConfigCommand {
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
     /// The file passed to kube-apiserver's --encryption-provider-config.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "apiserver_manifest"
+    )]
+    pub encryption_provider_config: Option<PathBuf>,
+    /// Take the file from a kube-apiserver static pod manifest's --encryption-provider-config
+    /// (an explicit --encryption-provider-config wins).
     #[arg(long, value_name = "FILE")]
-    pub encryption_provider_config: PathBuf,
+    pub apiserver_manifest: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: CheckOutput,
@@ -61,10 +69,30 @@ struct JsonError {
     message: String,
 }
 
+/// The config file to check: the flag, else the manifest's `--encryption-provider-config`.
+fn config_path(a: &CheckArgs) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &a.encryption_provider_config {
+        return Ok(path.clone());
+    }
+    let manifest = a
+        .apiserver_manifest
+        .as_ref()
+        .context("give --encryption-provider-config FILE (or --apiserver-manifest FILE)")?;
+    let flags = atrest::connect::read_apiserver_manifest(manifest)?;
+    flags.encryption_provider_config.with_context(|| {
+        format!(
+            "{}: kube-apiserver has no --encryption-provider-config, so nothing is encrypted at rest \
+             (every resource is written in plaintext)",
+            manifest.display()
+        )
+    })
+}
+
 fn run_check(a: &CheckArgs) -> anyhow::Result<u8> {
-    let file = a.encryption_provider_config.display().to_string();
+    let path = config_path(a)?;
+    let file = path.display().to_string();
     let mut out = std::io::stdout().lock();
-    match EncryptionConfig::load_with_notes(&a.encryption_provider_config) {
+    match EncryptionConfig::load_with_notes(&path) {
         Ok((config, notes)) => {
             let report = check::check(&config, &notes, &file);
             match a.output {

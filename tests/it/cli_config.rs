@@ -284,3 +284,49 @@ fn missing_file_and_bad_flags_exit_2() {
     );
     assert_eq!(run.code, 2, "clap usage errors exit 2: {}", run.stderr);
 }
+
+#[test]
+fn config_path_from_apiserver_manifest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = root().join("testdata/configs/valid/legacy.yaml");
+    let manifest = dir.path().join("kube-apiserver.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.33.0\n    command:\n    - kube-apiserver\n    - --etcd-servers=https://127.0.0.1:2379\n    - --encryption-provider-config={}\n",
+            config.display()
+        ),
+    )
+    .expect("write manifest");
+    let out = Command::new(env!("CARGO_BIN_EXE_atrest"))
+        .args(["config", "check", "--apiserver-manifest"])
+        .arg(&manifest)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("run atrest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{}: valid EncryptionConfiguration",
+            config.display()
+        )),
+        "{stdout}"
+    );
+
+    // A manifest without the flag: nothing is encrypted; exit 2 with a clear message.
+    std::fs::write(&manifest, "--etcd-servers=https://127.0.0.1:2379\n").expect("write flags");
+    let out = Command::new(env!("CARGO_BIN_EXE_atrest"))
+        .args(["config", "check", "--apiserver-manifest"])
+        .arg(&manifest)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("run atrest");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no --encryption-provider-config"));
+}
