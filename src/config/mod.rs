@@ -164,14 +164,18 @@ pub struct ParseNotes {
 /// Messages never include key material, not even a malformed secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{file}: cannot read: {source}")]
     Io {
         file: String,
         #[source]
         source: std::io::Error,
     },
+    /// Not YAML/JSON, not UTF-8, empty, the wrong apiVersion/kind, an unknown or duplicate
+    /// field, a wrongly typed value: what kube-apiserver's strict decoder rejects.
     #[error("{file}: not a valid EncryptionConfiguration: {message}")]
     Parse { file: String, message: String },
+    /// One validation problem (upstream's field path and message).
     #[error("{file}: {field}: {message}")]
     Invalid {
         file: String,
