@@ -116,6 +116,17 @@ pub fn check(config: &EncryptionConfig, notes: &ParseNotes, file: &str) -> Check
             report.rules.push(rule_report(config, resource, &gr));
         }
     }
+    if config.select(&GroupResource::new("", "secrets")).is_none() {
+        report.warnings.push(Warning {
+            code: "secrets-not-covered",
+            field: "resources".to_owned(),
+            resources: vec!["secrets".to_owned()],
+            message:
+                "no rule names secrets (nor *. or *.*): Secrets are written in plaintext; add \
+                      secrets to the resources of an encrypting rule"
+                    .to_owned(),
+        });
+    }
     chain_warnings(&mut report);
     key_warnings(config, notes, &mut report);
     kms_warnings(config, notes, &mut report);
@@ -489,6 +500,22 @@ mod tests {
             .count();
         assert_eq!(n, 1);
         assert!(codes(&r).contains(&"identity-only"));
+    }
+
+    #[test]
+    fn uncovered_secrets_are_flagged() {
+        let config = EncryptionConfig::parse(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [configmaps]\n  providers: [{secretbox: {keys: [{name: s, secret: ACv6FLoeZ92F9VlEy1JWOAV8QFWgsBzTQmxQ9MjU024=}]}}]\n",
+            "enc.yaml",
+        )
+        .expect("valid");
+        let r = check(&config, &ParseNotes::default(), "enc.yaml");
+        assert!(
+            codes(&r).contains(&"secrets-not-covered"),
+            "{:?}",
+            codes(&r)
+        );
+        assert!(!codes(&report_for("concat.yaml")).contains(&"secrets-not-covered"));
     }
 
     #[test]
