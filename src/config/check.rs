@@ -250,7 +250,7 @@ fn chain_warnings(report: &mut CheckReport) {
                 code: "identity-only",
                 field: format!("resources[{first}].providers[0]"),
                 resources: resources.clone(),
-                message: format!("{list} use only identity: nothing is encrypted"),
+                message: format!("{list}: identity is the only provider, nothing is encrypted"),
             });
         }
         if !has_identity {
