@@ -250,6 +250,11 @@ impl BoltFile {
             Ok(first)
         } else if self.metas[1 - first].valid {
             Ok(1 - first)
+        } else if let (Some(p0), Some(p1)) = (&m0.problem, &m1.problem)
+            && p0.starts_with("file is truncated")
+            && p1.starts_with("file is truncated")
+        {
+            Err(self.corrupt(self.metas[first].problem.clone().unwrap_or_default()))
         } else {
             Err(self.corrupt(format!(
                 "both meta pages are invalid: page 0: {}; page 1: {}",
