@@ -449,7 +449,8 @@ fn cli_status_exit_2_on_every_corruption() {
     let data = std::fs::read(fixture("public-v34.db")).expect("fixture");
     let leaf = find_page(&data, 2);
     let branch = find_page(&data, 1);
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Vec<u8>)>, &str)> = vec![
+    type Mutation = Box<dyn FnOnce(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
         (
             "meta0",
             Box::new(|d: &mut Vec<u8>| {
