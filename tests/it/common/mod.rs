@@ -1,3 +1,41 @@
 //! Test harness: real etcd servers with mTLS on random loopback ports, certificates generated
 //! per test, the atrest binaries, and real KMS plugin processes.
-#![allow(dead_code)]
+//!
+//! ```ignore
+//! let etcd = Etcd::start();                       // mTLS, random ports, temp dir; killed on Drop
+//! etcd.put("/registry/secrets/ns/a", b"...").await;
+//! atrest_cmd().arg("scan").args(etcd.atrest_conn_args()).assert().code(0);
+//! ```
+#![allow(dead_code, unused_imports)]
+
+pub mod certs;
+pub mod etcd;
+pub mod kms;
+
+use std::path::PathBuf;
+
+pub use certs::{CertOptions, Certs};
+pub use etcd::{Etcd, EtcdOptions, Transport};
+
+/// Path of one of the crate's binaries, built by cargo for this test run.
+pub fn bin_path(name: &str) -> PathBuf {
+    let path = match name {
+        "atrest" => env!("CARGO_BIN_EXE_atrest"),
+        "atrest-test-kms" => env!("CARGO_BIN_EXE_atrest-test-kms"),
+        other => panic!("unknown binary {other:?}: add it to tests/it/common/mod.rs bin_path"),
+    };
+    PathBuf::from(path)
+}
+
+/// `atrest` as an `assert_cmd` command, with inherited `ETCDCTL_*` variables removed (a
+/// developer's environment must not change the tests) and logs left at their default.
+pub fn atrest_cmd() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(bin_path("atrest"));
+    for (k, _) in std::env::vars_os() {
+        let k_str = k.to_string_lossy();
+        if k_str.starts_with("ETCDCTL_") || k_str == "RUST_LOG" {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd
+}
