@@ -333,7 +333,8 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<u8> {
             .await
             .context("cannot reach a KMS plugin named in the config")?;
         let classifier = atrest::classify::Classifier::new(&a.prefix, Some(transformers), true);
-        let mut src = SnapshotSource::open_with(&a.file, a.prefix.as_bytes(), 500, &bar)?;
+        let key_prefix = super::scan::storage_key_prefix(&a.prefix);
+        let mut src = SnapshotSource::open_with(&a.file, key_prefix.as_bytes(), 1000, &bar)?;
         let opts = atrest::scan::ScanOptions {
             prefix: a.prefix.clone(),
             config_path: Some(cfg_path.display().to_string()),
