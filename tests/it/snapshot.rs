@@ -766,3 +766,183 @@ mod real_etcd {
         assert_eq!(snap_r["summary"], live_r["summary"]);
     }
 }
+
+// ---- snapshot verify ----
+
+mod verify {
+    use super::*;
+    use crate::common::kms::KmsPlugin;
+    use crate::common::{Etcd, atrest_cmd};
+    use atrest::config::KmsApiVersion;
+
+    fn vectors(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/vectors")
+            .join(name)
+    }
+
+    /// The fake plugins of the vectors, and all-providers.encryption-config.yaml pointing at them.
+    fn plugins_and_config(dir: &Path) -> (KmsPlugin, KmsPlugin, PathBuf) {
+        let v1 = KmsPlugin::builder_for_vectors(&vectors("kmsv1.json")).start();
+        let v2 = KmsPlugin::builder_for_vectors(&vectors("kmsv2.json")).start();
+        let text = std::fs::read_to_string(vectors("configs/all-providers.encryption-config.yaml"))
+            .expect("config");
+        let text = text
+            .replace(
+                "unix:///var/run/kmsplugin/fake-kms-v1.sock",
+                &v1.kms_config("fake-kms-v1", KmsApiVersion::V1).endpoint,
+            )
+            .replace(
+                "unix:///var/run/kmsplugin/fake-kms-v2.sock",
+                &v2.kms_config("fake-kms-v2", KmsApiVersion::V2).endpoint,
+            );
+        let cfg = dir.join("enc.yaml");
+        std::fs::write(&cfg, text).expect("write config");
+        (v1, v2, cfg)
+    }
+
+    fn verify(file: &Path, cfg: &Path, json_out: bool) -> (i32, String, String) {
+        let mut cmd = atrest_cmd();
+        cmd.args(["snapshot", "verify"])
+            .arg(file)
+            .arg("--encryption-provider-config")
+            .arg(cfg)
+            .arg("--no-progress");
+        if json_out {
+            cmd.args(["-o", "json"]);
+        }
+        let out = cmd.output().expect("runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The manifest's keys under /registry/ and whether kube-apiserver could read them.
+    fn manifest_outcomes() -> Vec<(String, bool, Option<String>)> {
+        json("public-v34.keys.json")["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .filter_map(|k| {
+                let key = k["key"].as_str()?.to_string();
+                key.starts_with("/registry/").then(|| {
+                    let e = k["expect_with_all_providers_config"]
+                        .as_str()
+                        .map(String::from);
+                    (key, e.as_deref().is_none_or(|e| e == "ok"), e)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fixture_is_not_restorable_and_says_why() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_v1, _v2, cfg) = plugins_and_config(dir.path());
+        let file = fixture("public-v34.db");
+        let (code, out, err) = verify(&file, &cfg, true);
+        assert_eq!(code, 1, "stderr: {err}");
+        let r: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(r["restorable"], false);
+        assert_eq!(r["status"]["ok"], true);
+        let by = &r["scan"]["summary"]["by_status"];
+        let bad =
+            by["undecryptable"].as_u64().unwrap_or(0) + by["unknown-key"].as_u64().unwrap_or(0);
+        let want_bad = manifest_outcomes().iter().filter(|k| !k.1).count() as u64;
+        assert_eq!(bad, want_bad, "unreadable values");
+        let verdict = r["verdict"].as_str().expect("verdict");
+        assert!(
+            verdict.starts_with("restorable with the held keys: no: "),
+            "{verdict}"
+        );
+        assert!(verdict.contains(&format!("{} undecryptable", by["undecryptable"])));
+        // Every object the manifest says kube-apiserver could not read is a finding.
+        let objs = r["scan"]["objects"].as_array().expect("objects");
+        for (key, ok, _) in manifest_outcomes() {
+            let o = objs.iter().find(|o| o["key"] == key.as_str());
+            if !ok {
+                let st = o
+                    .map(|o| o["status"].as_str().unwrap_or(""))
+                    .unwrap_or("absent");
+                assert!(st == "undecryptable" || st == "unknown-key", "{key}: {st}");
+            }
+        }
+        // Table output ends with the verdict line.
+        let (code, out, _) = verify(&file, &cfg, false);
+        assert_eq!(code, 1);
+        assert_eq!(out.lines().last(), Some(verdict));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_snapshot_restorable_yes_then_no() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_v1, _v2, cfg) = plugins_and_config(dir.path());
+        // Copy the readable fixture values into a real etcd (same keys: AEAD binds the key).
+        let readable: std::collections::HashSet<String> = manifest_outcomes()
+            .into_iter()
+            .filter(|k| k.1)
+            .map(|k| k.0)
+            .collect();
+        let mut src =
+            SnapshotSource::open(&fixture("public-v34.db"), b"/registry/", 100).expect("fixture");
+        let mut all = Vec::new();
+        while let Some(b) = src.next_batch().await.expect("batch") {
+            all.extend(b);
+        }
+        let etcd = Etcd::start();
+        let mut unreadable = None;
+        for kv in &all {
+            let key = String::from_utf8_lossy(&kv.key).into_owned();
+            if readable.contains(&key) {
+                etcd.put(kv.key.clone(), kv.value.clone()).await;
+            } else if unreadable.is_none() {
+                unreadable = Some(kv.clone());
+            }
+        }
+        let file = dir.path().join("good.db");
+        etcd.snapshot_save(&file);
+        let (code, out, err) = verify(&file, &cfg, false);
+        assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+        assert_eq!(
+            out.lines().last(),
+            Some("restorable with the held keys: yes")
+        );
+
+        let bad = unreadable.expect("the fixture has unreadable values");
+        etcd.put(bad.key.clone(), bad.value.clone()).await;
+        let file = dir.path().join("bad.db");
+        etcd.snapshot_save(&file);
+        let (code, out, _) = verify(&file, &cfg, false);
+        assert_eq!(code, 1);
+        let last = out.lines().last().unwrap_or("");
+        assert!(
+            last.starts_with("restorable with the held keys: no: "),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn corrupt_file_or_bad_config_is_exit_2() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = vectors("configs/identity.encryption-config.yaml");
+        let p = corrupt_copy(dir.path(), "flip.db", |d| d[5000] ^= 1);
+        let (code, out, err) = verify(&p, &cfg, false);
+        assert_eq!(code, 2, "{out} {err}");
+        assert!(
+            out.contains("restorable with the held keys: no: the file failed its integrity check")
+        );
+        let p = corrupt_copy(dir.path(), "trunc.db", |d| d.truncate(50_000));
+        let (code, _, err) = verify(&p, &cfg, false);
+        assert_eq!(code, 2);
+        assert!(err.contains("truncated"), "{err}");
+        let (code, _, err) = verify(
+            &fixture("public-v34.db"),
+            &dir.path().join("missing.yaml"),
+            false,
+        );
+        assert_eq!(code, 2);
+        assert!(err.contains("missing.yaml"), "{err}");
+    }
+}
