@@ -528,7 +528,7 @@ mod real_etcd {
 
     /// A value that looks like kube-apiserver's: some plaintext protobuf, some envelopes.
     fn value(i: usize, round: u8) -> Vec<u8> {
-        let mut v = if i % 3 == 0 {
+        let mut v = if i.is_multiple_of(3) {
             b"k8s:enc:aescbc:v1:key1:".to_vec()
         } else {
             b"k8s\x00\x0a\x0c\x0a\x02v1\x12\x06Secret".to_vec()
