@@ -946,3 +946,294 @@ mod verify {
         assert!(err.contains("missing.yaml"), "{err}");
     }
 }
+
+// ---- synthetic files: other page sizes, etcd 3.6 storageVersion, persisted freelist ----
+
+mod synth {
+    use super::*;
+    use atrest::snapshot::etcd::Revision;
+    use prost::Message;
+
+    fn fnv(data: &[u8]) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in data {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+
+    /// A leaf page image: header (id, flags 0x02, count, overflow 0) + elements + data.
+    fn leaf_image(id: u64, elems: &[(u32, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend(id.to_le_bytes());
+        p.extend(2u16.to_le_bytes());
+        p.extend((elems.len() as u16).to_le_bytes());
+        p.extend(0u32.to_le_bytes());
+        let mut data_off = 16 + 16 * elems.len();
+        let mut data: Vec<u8> = Vec::new();
+        for (i, (flags, k, v)) in elems.iter().enumerate() {
+            let elem_off = 16 + 16 * i;
+            p.extend(flags.to_le_bytes());
+            p.extend(((data_off - elem_off) as u32).to_le_bytes());
+            p.extend((k.len() as u32).to_le_bytes());
+            p.extend((v.len() as u32).to_le_bytes());
+            data.extend(k);
+            data.extend(v);
+            data_off += k.len() + v.len();
+        }
+        p.extend(data);
+        p
+    }
+
+    fn inline_bucket(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let mut v = vec![0u8; 16];
+        let elems: Vec<_> = entries
+            .iter()
+            .map(|(k, v)| (0, k.clone(), v.clone()))
+            .collect();
+        v.extend(leaf_image(0, &elems));
+        v
+    }
+
+    fn meta(id: u64, ps: usize, root: u64, freelist: u64, pgid: u64, txid: u64) -> Vec<u8> {
+        let mut p = vec![0u8; ps];
+        p[..8].copy_from_slice(&id.to_le_bytes());
+        p[8..10].copy_from_slice(&4u16.to_le_bytes());
+        let mut m = Vec::new();
+        m.extend(0xED0C_DAEDu32.to_le_bytes());
+        m.extend(2u32.to_le_bytes());
+        m.extend((ps as u32).to_le_bytes());
+        m.extend(0u32.to_le_bytes());
+        m.extend(root.to_le_bytes());
+        m.extend(0u64.to_le_bytes());
+        m.extend(freelist.to_le_bytes());
+        m.extend(pgid.to_le_bytes());
+        m.extend(txid.to_le_bytes());
+        let sum = fnv(&m);
+        m.extend(sum.to_le_bytes());
+        p[16..16 + m.len()].copy_from_slice(&m);
+        p
+    }
+
+    fn kv(key: &str, value: &str, create: i64, rev: i64, version: i64) -> Vec<u8> {
+        atrest::proto::mvccpb::KeyValue {
+            key: key.as_bytes().to_vec(),
+            create_revision: create,
+            mod_revision: rev,
+            version,
+            value: value.as_bytes().to_vec(),
+            lease: 0,
+        }
+        .encode_to_vec()
+    }
+
+    struct Built {
+        data: Vec<u8>,
+        buckets: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)>,
+    }
+
+    /// Pages: 0/1 metas, 2 freelist (or unused when not persisted), 3 root leaf with inline
+    /// buckets, 4 a free page. `free`: the persisted freelist's ids (None = not persisted).
+    fn build(ps: usize, free: Option<&[u64]>, trailer: bool) -> Built {
+        let r = |m, s| Revision { main: m, sub: s };
+        let key_bucket = vec![
+            (r(2, 0).to_key().to_vec(), kv("/registry/a", "v1", 2, 2, 1)),
+            (r(3, 0).to_key().to_vec(), kv("/registry/b", "v1", 3, 3, 1)),
+            (r(4, 0).to_key().to_vec(), kv("/registry/a", "v2", 2, 4, 2)),
+            (
+                r(5, 0).to_tombstone_key().to_vec(),
+                kv("/registry/b", "", 0, 0, 0),
+            ),
+            (r(6, 1).to_key().to_vec(), kv("/registry/c", "v1", 6, 6, 1)),
+        ];
+        let meta_bucket = vec![
+            (b"confState".to_vec(), b"{\"voters\":[1]}".to_vec()),
+            (b"consistent_index".to_vec(), 9u64.to_be_bytes().to_vec()),
+            (b"storageVersion".to_vec(), b"3.6.0".to_vec()),
+            (b"term".to_vec(), 2u64.to_be_bytes().to_vec()),
+        ];
+        let buckets = vec![
+            (
+                b"cluster".to_vec(),
+                vec![(b"clusterVersion".to_vec(), b"3.6.0".to_vec())],
+            ),
+            (b"key".to_vec(), key_bucket),
+            (b"meta".to_vec(), meta_bucket),
+        ];
+        let elems: Vec<_> = buckets
+            .iter()
+            .map(|(n, e)| (1u32, n.clone(), inline_bucket(e)))
+            .collect();
+        let mut root = leaf_image(3, &elems);
+        assert!(root.len() <= ps);
+        root.resize(ps, 0);
+        let freelist_id = if free.is_some() { 2 } else { u64::MAX };
+        let mut fl = vec![0u8; ps];
+        if let Some(ids) = free {
+            fl[..8].copy_from_slice(&2u64.to_le_bytes());
+            fl[8..10].copy_from_slice(&0x10u16.to_le_bytes());
+            fl[10..12].copy_from_slice(&(ids.len() as u16).to_le_bytes());
+            for (i, id) in ids.iter().enumerate() {
+                fl[16 + 8 * i..24 + 8 * i].copy_from_slice(&id.to_le_bytes());
+            }
+        }
+        let mut data = Vec::new();
+        data.extend(meta(0, ps, 3, freelist_id, 5, 8));
+        data.extend(meta(1, ps, 3, freelist_id, 5, 7));
+        data.extend(fl);
+        data.extend(root);
+        data.extend(vec![0xAAu8; ps]); // page 4: free, stale bytes
+        if trailer {
+            let sum = Sha256::digest(&data);
+            data.extend(sum);
+        }
+        Built { data, buckets }
+    }
+
+    fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, data).expect("write");
+        p
+    }
+
+    #[test]
+    fn page_sizes_and_storage_version() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for ps in [1024usize, 4096, 16384, 65536] {
+            let b = build(ps, None, true);
+            let p = write(dir.path(), &format!("ps{ps}.db"), &b.data);
+            let st = snapshot::status(&p).expect("status");
+            assert!(st.ok, "{ps}: {:?}", st.problems);
+            assert_eq!(st.page_size as usize, ps);
+            assert_eq!(st.version, "3.6.0");
+            assert_eq!(st.schema, "3.6");
+            assert_eq!(st.revision, 6);
+            assert_eq!(st.total_size as usize, 5 * ps);
+            assert_eq!(
+                st.total_key,
+                b.buckets.iter().map(|(_, e)| e.len() as u64).sum::<u64>()
+            );
+            assert_eq!(st.live_keys, 2);
+            assert_eq!(st.meta.term, Some(2));
+            // The hash, computed independently.
+            let mut crc = 0u32;
+            for (name, entries) in &b.buckets {
+                crc = crc32c::crc32c_append(crc, name);
+                for (k, v) in entries {
+                    crc = crc32c::crc32c_append(crc, k);
+                    crc = crc32c::crc32c_append(crc, v);
+                }
+            }
+            assert_eq!(st.hash, crc);
+            let mut src = SnapshotSource::open(&p, b"/registry/", 10).expect("open");
+            let live = drain_latest(&mut src);
+            let got: Vec<(String, i64, Vec<u8>)> = live
+                .iter()
+                .map(|k| {
+                    (
+                        String::from_utf8_lossy(&k.key).into_owned(),
+                        k.mod_revision,
+                        k.value.clone(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("/registry/a".into(), 4, b"v2".to_vec()),
+                    ("/registry/c".into(), 6, b"v1".to_vec())
+                ]
+            );
+            let hist = drain_history(&mut src);
+            let h: Vec<(Vec<u8>, i64)> = hist
+                .iter()
+                .map(|k| (k.key.clone(), k.mod_revision))
+                .collect();
+            assert_eq!(
+                h,
+                vec![(b"/registry/a".to_vec(), 2), (b"/registry/b".to_vec(), 3)]
+            );
+        }
+    }
+
+    #[test]
+    fn meta0_corrupt_discovers_page_size_from_meta1() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut b = build(16384, None, false);
+        b.data[20] = 9; // version field of meta 0
+        let p = write(dir.path(), "m0.db", &b.data);
+        let st = snapshot::status_with(
+            &p,
+            snapshot::StatusOptions {
+                skip_hash_check: true,
+            },
+            &snapshot::NoReadProgress,
+        )
+        .expect("meta 1 is enough");
+        assert_eq!(st.page_size, 16384);
+        assert_eq!(st.meta_used, 1);
+        assert!(!st.ok && st.problems.iter().any(|m| m.contains("meta page 0")));
+    }
+
+    #[test]
+    fn persisted_freelist_is_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ok = build(4096, Some(&[4]), true);
+        let st = snapshot::status(&write(dir.path(), "fl.db", &ok.data)).expect("status");
+        assert!(st.ok, "{:?}", st.problems);
+        // The root page listed as free.
+        let bad = build(4096, Some(&[3, 4]), true);
+        let st = snapshot::status(&write(dir.path(), "fl2.db", &bad.data)).expect("status");
+        assert!(
+            st.problems
+                .iter()
+                .any(|m| m.contains("page 3") && m.contains("reachable freed")),
+            "{:?}",
+            st.problems
+        );
+        // Page 4 neither reachable nor free.
+        let bad = build(4096, Some(&[]), true);
+        let st = snapshot::status(&write(dir.path(), "fl3.db", &bad.data)).expect("status");
+        assert!(
+            st.problems
+                .iter()
+                .any(|m| m.contains("page 4") && m.contains("unreachable unfreed")),
+            "{:?}",
+            st.problems
+        );
+        // A freelist entry past the high-water mark.
+        let bad = build(4096, Some(&[4, 99]), true);
+        let err = snapshot::status(&write(dir.path(), "fl4.db", &bad.data)).expect_err("corrupt");
+        assert!(
+            err.to_string().contains("page 2") && err.to_string().contains("99"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn foreign_files_are_refused_clearly() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut b = build(4096, None, true);
+        // Big-endian writer: the magic reads byte-swapped.
+        for page in [0usize, 4096] {
+            b.data[page + 16..page + 20].copy_from_slice(&0xED0C_DAEDu32.to_be_bytes());
+        }
+        let err = snapshot::status(&write(dir.path(), "be.db", &b.data)).expect_err("refused");
+        assert!(err.to_string().contains("big-endian"), "{err}");
+        let text = write(
+            dir.path(),
+            "text.db",
+            &b"not a database at all\n".repeat(500),
+        );
+        let err = snapshot::status(&text).expect_err("refused");
+        assert!(err.to_string().contains("not a bbolt file"), "{err}");
+        // A root entry that is not a bucket.
+        let mut b = build(4096, None, true);
+        let flags_off = 3 * 4096 + 16; // element 0's flags
+        b.data[flags_off] = 0;
+        retrail(&mut b.data);
+        let err = snapshot::status(&write(dir.path(), "nb.db", &b.data)).expect_err("refused");
+        assert!(err.to_string().contains("not a bucket"), "{err}");
+    }
+}
