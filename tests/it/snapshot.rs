@@ -1028,9 +1028,10 @@ mod synth {
         .encode_to_vec()
     }
 
+    type Entries = Vec<(Vec<u8>, Vec<u8>)>;
     struct Built {
         data: Vec<u8>,
-        buckets: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)>,
+        buckets: Vec<(Vec<u8>, Entries)>,
     }
 
     /// Pages: 0/1 metas, 2 freelist (or unused when not persisted), 3 root leaf with inline
