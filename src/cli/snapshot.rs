@@ -29,6 +29,12 @@ pub enum Format {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 intact; 2 corrupt, truncated, wrong or missing SHA-256 trailer \
+(see --skip-hash-check), an invalid meta page, or unreadable.\n\
+Examples:\n  atrest snapshot status backup.db\n  atrest snapshot status backup.db -o json\n  \
+atrest snapshot status /var/lib/etcd/member/snap/db --skip-hash-check   # copy of a stopped member"
+)]
 pub struct StatusArgs {
     /// Snapshot file (`etcdctl snapshot save` output) or a copy of `member/snap/db`.
     #[arg(value_name = "FILE")]
@@ -46,6 +52,12 @@ pub struct StatusArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 intact and every object decrypts; 1 some object is \
+unknown-key or undecryptable; 2 the file failed its integrity check or the job could not be done \
+(bad config, KMS plugin unreachable).\n\
+Example:\n  atrest snapshot verify backup.db --encryption-provider-config /etc/kubernetes/enc.yaml"
+)]
 pub struct VerifyArgs {
     /// Snapshot file to verify.
     #[arg(value_name = "FILE")]
@@ -287,32 +299,8 @@ pub fn verdict(by_status: &std::collections::BTreeMap<String, u64>) -> (bool, St
 }
 
 fn run_verify(a: VerifyArgs) -> anyhow::Result<u8> {
-    let bar = Bar::new(a.no_progress);
-    let st = compute_status(&a.file, a.skip_hash_check, &bar)?;
-    if !st.ok {
-        drop(bar);
-        let line = format!(
-            "restorable with the held keys: no: the file failed its integrity check ({})",
-            st.problems.join("; ")
-        );
-        match a.output {
-            Format::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "schema": "atrest.snapshot-verify/v1",
-                    "restorable": false,
-                    "verdict": line,
-                    "status": st,
-                    "scan": null,
-                }))?
-            ),
-            Format::Table => {
-                print!("{}", render_status(&st));
-                println!("{line}");
-            }
-        }
-        return Ok(atrest::exit::ERROR);
-    }
+    // The config and the KMS plugins first: a bad config or a dead plugin must fail in a second,
+    // not after a long integrity pass over a large file.
     let cfg_path = &a.encryption_provider_config;
     let config = atrest::config::EncryptionConfig::load(cfg_path).with_context(|| {
         format!(
@@ -324,14 +312,26 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<u8> {
         atrest::codec::chain::Transformers::new(&config, &atrest::kms::GrpcConnector)
             .with_context(|| format!("cannot set up the providers of {}", cfg_path.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    rt.block_on(transformers.prepare_kms()).context(
+        "cannot reach a KMS plugin named in the config (is it running? is the socket path right?)",
+    )?;
+
+    let bar = Bar::new(a.no_progress);
+    let st = compute_status(&a.file, a.skip_hash_check, &bar)?;
+    if !st.ok {
+        drop(bar);
+        let line = format!(
+            "restorable with the held keys: no: the file failed its integrity check ({})",
+            st.problems.join("; ")
+        );
+        print_verify(a.output, &st, None, false, &line)?;
+        return Ok(atrest::exit::ERROR);
+    }
     let report = rt.block_on(async {
-        transformers
-            .prepare_kms()
-            .await
-            .context("cannot reach a KMS plugin named in the config")?;
         let classifier = atrest::classify::Classifier::new(&a.prefix, Some(transformers), true);
         let key_prefix = super::scan::storage_key_prefix(&a.prefix);
         let mut src = SnapshotSource::open_with(&a.file, key_prefix.as_bytes(), 1000, &bar)?;
@@ -345,7 +345,23 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<u8> {
     })?;
     drop(bar);
     let (restorable, line) = verdict(&report.summary.by_status);
-    match a.output {
+    print_verify(a.output, &st, Some(&report), restorable, &line)?;
+    Ok(if restorable {
+        atrest::exit::OK
+    } else {
+        atrest::exit::FINDINGS
+    })
+}
+
+/// The verify document (`atrest.snapshot-verify/v1`) or the table, verdict line last.
+fn print_verify(
+    format: Format,
+    st: &SnapshotStatus,
+    report: Option<&atrest::report::ScanReport>,
+    restorable: bool,
+    line: &str,
+) -> anyhow::Result<()> {
+    match format {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -357,17 +373,15 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<u8> {
             }))?
         ),
         Format::Table => {
-            print!("{}", render_status(&st));
-            println!();
-            print!("{}", report.render_table());
+            print!("{}", render_status(st));
+            if let Some(r) = report {
+                println!();
+                print!("{}", r.render_table());
+            }
             println!("{line}");
         }
     }
-    Ok(if restorable {
-        atrest::exit::OK
-    } else {
-        atrest::exit::FINDINGS
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::path::Path;
 pub enum SnapshotError {
     #[error("{path}: corrupt snapshot: {message}")]
     Corrupt { path: String, message: String },
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read the snapshot file")]
     Io {
         path: String,
         #[source]

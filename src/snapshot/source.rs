@@ -163,7 +163,13 @@ impl SnapshotSource {
     }
 
     fn err(&self, e: SnapshotError) -> SourceError {
-        SourceError(e.to_string())
+        let mut msg = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            msg.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        SourceError(msg)
     }
 }
 
