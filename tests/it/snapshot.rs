@@ -379,7 +379,7 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
         #[test]
         fn random_corruption_never_panics(
             edits in proptest::collection::vec((0usize..5_672_992, any::<u8>()), 1..20),
