@@ -153,6 +153,11 @@ pub fn status_with(
         ));
     }
     let walk = walk_all(&bolt, progress)?;
+    if !walk.buckets.iter().any(|b| b == "key") {
+        notes.push(
+            "no `key` bucket: this bbolt file is not an etcd snapshot or backend file".to_string(),
+        );
+    }
     problems.extend(walk.structure_problems.iter().cloned());
     let current_revision = walk
         .revision

@@ -1282,5 +1282,19 @@ mod synth {
         retrail(&mut b.data);
         let err = snapshot::status(&write(dir.path(), "nb.db", &b.data)).expect_err("refused");
         assert!(err.to_string().contains("not a bucket"), "{err}");
+        // No `key` bucket: not etcd (rename it to `kez`, still in order).
+        let mut b = build(4096, None, true);
+        let root = &mut b.data[3 * 4096..4 * 4096];
+        let at = root
+            .windows(4)
+            .position(|w| w == b"key\0")
+            .expect("bucket name");
+        root[at + 2] = b'z';
+        retrail(&mut b.data);
+        let p = write(dir.path(), "nokey.db", &b.data);
+        let st = snapshot::status(&p).expect("a valid bbolt file");
+        assert!(st.notes.iter().any(|n| n.contains("not an etcd")));
+        let err = SnapshotSource::open(&p, b"", 10).err().expect("refused");
+        assert!(err.to_string().contains("not an etcd"), "{err}");
     }
 }
