@@ -1,10 +1,25 @@
 //! The scan engine: pulls batches from a [`KvSource`], judges every value with a
 //! [`Classifier`] (concurrently, with bounded memory), aggregates counts and builds the
 //! `atrest.scan/v1` report. Shared by `scan`, `snapshot verify` and rotate's final check.
-use crate::classify::Classifier;
-use crate::report::ScanReport;
+//!
+//! Memory stays flat: one batch of values is held while the next one is fetched (the fetch and
+//! the classification of the previous page overlap), at most [`IN_FLIGHT`] judgements run at
+//! once, and only the records the report keeps (findings, or everything with `list_all`)
+//! survive a batch. Values are never kept.
+use crate::classify::{Classifier, ObjectRecord, Status};
+use crate::report::{
+    BreakdownRow, HistoryReport, HistoryResidue, NON_OBJECT_RESOURCE, SCAN_SCHEMA, ScanReport,
+    SourceInfo, Summary,
+};
 use crate::resource::GroupResource;
-use crate::source::{KvSource, SourceError};
+use crate::source::{KvSource, RawKv, SourceError, SourceKind};
+use futures_util::stream::{self, StreamExt};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+/// How many values are judged at once. Only `--verify` through a KMS plugin really waits
+/// (a plugin call per distinct DEK); local work completes on the first poll.
+pub const IN_FLIGHT: usize = 64;
 
 /// What to scan and what to keep.
 #[derive(Clone, Debug, Default)]
@@ -45,10 +60,448 @@ pub async fn run_scan(
     opts: &ScanOptions,
     progress: &dyn Progress,
 ) -> Result<ScanReport, ScanError> {
-    todo!(
-        "D2 {} {} {opts:?} {}",
-        source.revision(),
-        std::any::type_name_of_val(classifier),
-        std::any::type_name_of_val(progress)
+    let started = time::OffsetDateTime::now_utc();
+    let clock = Instant::now();
+
+    if let Some(total) = source.estimate().await? {
+        progress.set_total(total);
+    }
+
+    let mut agg = Aggregator::new(opts.list_all);
+    // The revision the scan is pinned to: the one the first page was read at.
+    let mut revision = 0i64;
+    let mut pending = source.next_batch().await?;
+    while let Some(batch) = pending.take() {
+        if revision == 0 {
+            revision = source.revision();
+        }
+        // Fetch the next page while this one is judged: the network and the CPU overlap.
+        let (next, records) = tokio::join!(
+            source.next_batch(),
+            judge_batch(&batch, classifier, &opts.resources)
+        );
+        progress.advance(batch.len() as u64, batch_bytes(&batch));
+        drop(batch);
+        for rec in records {
+            agg.add(rec);
+        }
+        pending = next?;
+    }
+    if revision == 0 {
+        revision = source.revision();
+    }
+
+    let mut notes = source.notes();
+    let history = if opts.history {
+        if source.supports_history() {
+            progress.message("examining older revisions");
+            Some(scan_history(source, classifier, &opts.resources, progress).await?)
+        } else {
+            notes.push(
+                "--history: this source keeps no older revisions (only snapshot files do); nothing was examined"
+                    .to_string(),
+            );
+            None
+        }
+    } else {
+        None
+    };
+    notes.extend(own_notes(classifier, opts));
+
+    let (summary, objects) = agg.finish();
+    Ok(ScanReport {
+        schema: SCAN_SCHEMA,
+        source: source_info(source.kind(), revision),
+        prefix: opts.prefix.clone(),
+        config: opts.config_path.clone(),
+        verified: classifier.verifies(),
+        summary,
+        objects,
+        notes,
+        history,
+        started_at: rfc3339(started),
+        duration_seconds: clock.elapsed().as_secs_f64(),
+        started_unix: started.unix_timestamp() as f64,
+    })
+}
+
+/// Judge one batch (in key order), skipping keys outside `--resource`.
+async fn judge_batch(
+    batch: &[RawKv],
+    classifier: &Classifier,
+    resources: &[GroupResource],
+) -> Vec<ObjectRecord> {
+    let selected = batch.iter().filter_map(|kv| {
+        let info = classifier.key_info(&kv.key);
+        selected(info.gr.as_ref(), resources).then_some((kv, info))
+    });
+    stream::iter(selected)
+        .map(|(kv, info)| classifier.classify_with(kv, info))
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await
+}
+
+fn selected(gr: Option<&GroupResource>, resources: &[GroupResource]) -> bool {
+    resources.is_empty() || gr.is_some_and(|g| resources.contains(g))
+}
+
+fn batch_bytes(batch: &[RawKv]) -> u64 {
+    batch
+        .iter()
+        .map(|kv| (kv.key.len() + kv.value.len()) as u64)
+        .sum()
+}
+
+/// `--history`: judge every older revision; keep per key the ones that are residue.
+async fn scan_history(
+    source: &mut dyn KvSource,
+    classifier: &Classifier,
+    resources: &[GroupResource],
+    progress: &dyn Progress,
+) -> Result<HistoryReport, ScanError> {
+    let mut acc = HistoryAcc::default();
+    let mut pending = source.next_history_batch().await?;
+    while let Some(batch) = pending.take() {
+        let (next, records) = tokio::join!(
+            source.next_history_batch(),
+            judge_batch(&batch, classifier, resources)
+        );
+        progress.advance(batch.len() as u64, batch_bytes(&batch));
+        drop(batch);
+        for rec in records {
+            acc.add(rec);
+        }
+        pending = next?;
+    }
+    Ok(acc.finish())
+}
+
+/// Whether an old revision is residue: recoverable data not as the writer would store it.
+fn is_residue(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Plaintext | Status::Stale | Status::UnknownKey | Status::Undecryptable
     )
+}
+
+/// Groups consecutive residue revisions of the same key (the source yields key, then revision
+/// order).
+#[derive(Default)]
+struct HistoryAcc {
+    report: HistoryReport,
+    open: Option<(HistoryResidue, BTreeSet<Status>)>,
+}
+
+impl HistoryAcc {
+    fn add(&mut self, rec: ObjectRecord) {
+        self.report.revisions_examined += 1;
+        if !is_residue(rec.status) {
+            return;
+        }
+        self.report.residue_revisions += 1;
+        if let Some((cur, statuses)) = &mut self.open
+            && cur.key == rec.key
+        {
+            cur.oldest_revision = cur.oldest_revision.min(rec.mod_revision);
+            cur.newest_revision = cur.newest_revision.max(rec.mod_revision);
+            cur.revisions += 1;
+            statuses.insert(rec.status);
+            return;
+        }
+        self.flush();
+        let mut statuses = BTreeSet::new();
+        statuses.insert(rec.status);
+        self.open = Some((
+            HistoryResidue {
+                key: rec.key,
+                oldest_revision: rec.mod_revision,
+                newest_revision: rec.mod_revision,
+                revisions: 1,
+                statuses: Vec::new(),
+            },
+            statuses,
+        ));
+    }
+    fn flush(&mut self) {
+        if let Some((mut cur, statuses)) = self.open.take() {
+            cur.statuses = statuses.into_iter().collect();
+            self.report.keys_with_residue += 1;
+            self.report.keys.push(cur);
+        }
+    }
+    fn finish(mut self) -> HistoryReport {
+        self.flush();
+        self.report
+    }
+}
+
+/// Counts one resource × provider × key cell by status.
+type Counts = [u64; Status::ALL.len()];
+
+/// Aggregates judged records into the summary and keeps the records the report lists.
+pub struct Aggregator {
+    list_all: bool,
+    objects: Vec<ObjectRecord>,
+    /// (group, resource, provider, key_name) → counts per status. Keyed by the record's own
+    /// strings so counting a dropped record allocates nothing new.
+    cells: HashMap<CellKey, Counts>,
+    kms_key_ids: HashMap<String, u64>,
+    total: u64,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct CellKey {
+    group: Option<String>,
+    resource: Option<String>,
+    provider: String,
+    key_name: Option<String>,
+}
+
+impl Aggregator {
+    pub fn new(list_all: bool) -> Self {
+        Aggregator {
+            list_all,
+            objects: Vec::new(),
+            cells: HashMap::new(),
+            kms_key_ids: HashMap::new(),
+            total: 0,
+        }
+    }
+
+    /// Count a record, and keep it if the report lists it.
+    pub fn add(&mut self, rec: ObjectRecord) {
+        self.total += 1;
+        let status = rec.status;
+        let keep = self.list_all || status != Status::Current;
+        if keep {
+            let key = CellKey {
+                group: rec.group.clone(),
+                resource: rec.resource.clone(),
+                provider: rec.provider.clone(),
+                key_name: rec.key_name.clone(),
+            };
+            if let Some(id) = &rec.kms_key_id {
+                self.count_kms_key_id(id.clone());
+            }
+            self.count(key, status);
+            self.objects.push(rec);
+        } else {
+            if let Some(id) = rec.kms_key_id {
+                self.count_kms_key_id(id);
+            }
+            let key = CellKey {
+                group: rec.group,
+                resource: rec.resource,
+                provider: rec.provider,
+                key_name: rec.key_name,
+            };
+            self.count(key, status);
+        }
+    }
+
+    fn count(&mut self, key: CellKey, status: Status) {
+        self.cells.entry(key).or_insert([0; Status::ALL.len()])[status.index()] += 1;
+    }
+
+    fn count_kms_key_id(&mut self, id: String) {
+        *self.kms_key_ids.entry(id).or_insert(0) += 1;
+    }
+
+    /// The summary and the kept records (in the order added: key order).
+    pub fn finish(self) -> (Summary, Vec<ObjectRecord>) {
+        let mut by_status: BTreeMap<String, u64> = Status::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
+        let mut by_resource: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut by_provider_key: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut breakdown = Vec::new();
+        for (cell, counts) in self.cells {
+            let resource = resource_label(cell.group.as_deref(), cell.resource.as_deref());
+            let pk = crate::classify::provider_key(&cell.provider, cell.key_name.as_deref());
+            for status in Status::ALL {
+                let n = counts[status.index()];
+                if n == 0 {
+                    continue;
+                }
+                let name = status.as_str();
+                *by_status.entry(name.to_string()).or_insert(0) += n;
+                *by_resource
+                    .entry(resource.clone())
+                    .or_default()
+                    .entry(name.to_string())
+                    .or_insert(0) += n;
+                *by_provider_key
+                    .entry(pk.clone())
+                    .or_default()
+                    .entry(name.to_string())
+                    .or_insert(0) += n;
+                breakdown.push(BreakdownRow {
+                    resource: resource.clone(),
+                    provider: cell.provider.clone(),
+                    key_name: cell.key_name.clone(),
+                    status,
+                    objects: n,
+                });
+            }
+        }
+        breakdown.sort();
+        let findings = self.total - by_status.get("current").copied().unwrap_or(0);
+        let summary = Summary {
+            objects: self.total,
+            findings,
+            status_counts: by_status.clone(),
+            by_status,
+            by_resource,
+            by_provider_key,
+            by_kms_key_id: self.kms_key_ids.into_iter().collect(),
+            breakdown,
+        };
+        (summary, self.objects)
+    }
+}
+
+/// `secrets`, `deployments.apps`, or the non-object label.
+fn resource_label(group: Option<&str>, resource: Option<&str>) -> String {
+    match (group, resource) {
+        (_, None) => NON_OBJECT_RESOURCE.to_string(),
+        (None | Some(""), Some(r)) => r.to_string(),
+        (Some(g), Some(r)) => format!("{r}.{g}"),
+    }
+}
+
+fn source_info(kind: SourceKind, revision: i64) -> SourceInfo {
+    match kind {
+        SourceKind::Etcd { endpoints } => SourceInfo {
+            kind: "etcd".into(),
+            endpoints: Some(endpoints),
+            path: None,
+            revision,
+        },
+        SourceKind::Snapshot { path } => SourceInfo {
+            kind: "snapshot".into(),
+            endpoints: None,
+            path: Some(path),
+            revision,
+        },
+    }
+}
+
+/// Notes the engine itself owes the reader.
+fn own_notes(classifier: &Classifier, opts: &ScanOptions) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !classifier.has_config() {
+        notes.push(
+            "no EncryptionConfiguration given: values are only classified as plaintext or encrypted \
+             (pass --encryption-provider-config to judge current/stale/unknown-key)"
+                .to_string(),
+        );
+    }
+    if !opts.resources.is_empty() {
+        let names: Vec<String> = opts.resources.iter().map(|g| g.to_string()).collect();
+        notes.push(format!(
+            "only these resources were scanned: {}",
+            names.join(", ")
+        ));
+    }
+    notes
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::testutil::record;
+
+    #[test]
+    fn aggregator_counts_everything_keeps_findings() {
+        let mut agg = Aggregator::new(false);
+        agg.add(record(
+            "/r/secrets/a",
+            Some("secrets"),
+            "aescbc",
+            Some("k1"),
+            Status::Current,
+        ));
+        agg.add(record(
+            "/r/secrets/b",
+            Some("secrets"),
+            "aescbc",
+            Some("k0"),
+            Status::Stale,
+        ));
+        agg.add(record(
+            "compact_rev_key",
+            None,
+            "identity",
+            None,
+            Status::Current,
+        ));
+        let mut kms = record(
+            "/r/secrets/c",
+            Some("secrets"),
+            "kms",
+            Some("v"),
+            Status::Current,
+        );
+        kms.kms_key_id = Some("id1".into());
+        agg.add(kms);
+        let (s, objs) = agg.finish();
+        assert_eq!(s.objects, 4);
+        assert_eq!(s.findings, 1);
+        assert_eq!(s.by_status["current"], 3);
+        assert_eq!(s.by_status["stale"], 1);
+        assert_eq!(s.by_status["undecryptable"], 0);
+        assert_eq!(s.by_status.len(), Status::ALL.len());
+        assert_eq!(s.by_resource["secrets"]["current"], 2);
+        assert_eq!(s.by_resource[NON_OBJECT_RESOURCE]["current"], 1);
+        assert_eq!(s.by_provider_key["aescbc/k0"]["stale"], 1);
+        assert_eq!(s.by_provider_key["identity"]["current"], 1);
+        assert_eq!(s.by_kms_key_id["id1"], 1);
+        assert_eq!(s.breakdown.iter().map(|r| r.objects).sum::<u64>(), 4);
+        assert_eq!(objs.len(), 1);
+        assert_eq!(objs[0].key, "/r/secrets/b");
+    }
+
+    #[test]
+    fn history_groups_residue_per_key() {
+        let mut acc = HistoryAcc::default();
+        let mut r = |k: &str, rev: i64, st: Status| {
+            let mut rec = record(k, Some("secrets"), "identity", None, st);
+            rec.mod_revision = rev;
+            acc.add(rec);
+        };
+        r("/r/secrets/a", 2, Status::Plaintext);
+        r("/r/secrets/a", 5, Status::Stale);
+        r("/r/secrets/a", 9, Status::Current);
+        r("/r/secrets/b", 3, Status::Current);
+        r("/r/secrets/c", 4, Status::Plaintext);
+        let h = acc.finish();
+        assert_eq!(h.revisions_examined, 5);
+        assert_eq!(h.residue_revisions, 3);
+        assert_eq!(h.keys_with_residue, 2);
+        assert_eq!(h.keys[0].key, "/r/secrets/a");
+        assert_eq!(h.keys[0].oldest_revision, 2);
+        assert_eq!(h.keys[0].newest_revision, 5);
+        assert_eq!(h.keys[0].revisions, 2);
+        assert_eq!(h.keys[0].statuses, vec![Status::Stale, Status::Plaintext]);
+        assert_eq!(h.keys[1].key, "/r/secrets/c");
+    }
+
+    #[test]
+    fn resource_filter() {
+        let s = GroupResource::parse("secrets");
+        let d = GroupResource::parse("deployments.apps");
+        assert!(selected(Some(&s), &[]));
+        assert!(selected(None, &[]));
+        assert!(selected(Some(&s), std::slice::from_ref(&s)));
+        assert!(!selected(Some(&d), std::slice::from_ref(&s)));
+        assert!(!selected(None, std::slice::from_ref(&s)));
+    }
 }

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod common;
 mod config;
 mod decode;
+mod progress;
 mod rotate;
 mod scan;
 mod snapshot;

@@ -1,6 +1,349 @@
-//! `atrest scan` (H5).
+//! `atrest scan`: the inspector SREs run by hand and from cron. Resolves where to read (a live
+//! etcd over mTLS, or `--snapshot FILE`), the storage prefix and the EncryptionConfiguration
+//! (flags, else the kube-apiserver manifest), runs the library's scan engine and prints the
+//! report as a table, `atrest.scan/v1` JSON or Prometheus text. Exit 0: no finding; 1: an
+//! object's status is in `--fail-on`; 2: the scan could not be done.
+use super::common::{ConnectionArgs, OutputFormat};
+use super::progress::Bar;
+use anyhow::{Context, bail};
+use atrest::classify::{Classifier, Status};
+use atrest::codec::chain::Transformers;
+use atrest::config::EncryptionConfig;
+use atrest::resource::{DEFAULT_PREFIX, GroupResource};
+use atrest::scan::{ScanOptions, run_scan};
+use atrest::source::KvSource;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
 #[derive(clap::Args, Debug)]
-pub struct ScanArgs {}
-pub fn run(_a: ScanArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("not yet implemented")
+#[command(
+    after_help = "Exit status: 0 no finding, 1 an object's status is in --fail-on, 2 error.\n\
+Examples:\n  \
+atrest scan --endpoints https://10.0.0.1:2379 --cacert ca.crt --cert client.crt --key client.key \\\n      \
+--encryption-provider-config /etc/kubernetes/enc.yaml --verify\n  \
+atrest scan --apiserver-manifest /etc/kubernetes/manifests/kube-apiserver.yaml -o prometheus\n  \
+atrest scan --snapshot backup.db --encryption-provider-config enc.yaml --history"
+)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub conn: Box<ConnectionArgs>,
+    /// Read an etcd snapshot file instead of a live etcd (no connection flags needed).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// kube-apiserver's --etcd-prefix [default: the manifest's, else /registry].
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// The EncryptionConfiguration kube-apiserver reads [default: the manifest's]. Without one,
+    /// values are only classified as plaintext or encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub encryption_provider_config: Option<PathBuf>,
+    /// Decrypt every encrypted value with the held keys (nothing decrypted is printed or kept).
+    #[arg(long)]
+    pub verify: bool,
+    /// Only these resources, as the config names them (`secrets`, `deployments.apps`);
+    /// repeat or comma-separate.
+    #[arg(long = "resource", value_name = "GROUP_RESOURCE", value_delimiter = ',', num_args = 1..)]
+    pub resources: Vec<String>,
+    /// Output format [default: table on a terminal, else json].
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Which objects the report lists.
+    #[arg(long, value_enum, default_value = "findings")]
+    pub list: ListMode,
+    /// Statuses that make the exit code 1 (comma-separated; `none` for never):
+    /// current, stale, plaintext, unknown-key, undecryptable, encrypted.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "plaintext,stale,unknown-key,undecryptable"
+    )]
+    pub fail_on: Vec<String>,
+    /// Also examine every older revision in the snapshot for plaintext or stale-key residue.
+    #[arg(long)]
+    pub history: bool,
+    /// No progress bar (there is none anyway when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Keys per range request (or per snapshot batch).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub page_size: u32,
+    /// Also write the report to FILE (atomically: temp file + rename; for node_exporter's
+    /// textfile collector or a compliance archive).
+    #[arg(long, value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListMode {
+    /// Only objects that are not `current`.
+    Findings,
+    /// Every object.
+    All,
+}
+
+pub fn run(a: ScanArgs) -> anyhow::Result<u8> {
+    if a.history && a.snapshot.is_none() {
+        bail!(
+            "--history needs --snapshot FILE: only snapshot files keep the older revisions (a live etcd compacts them)"
+        );
+    }
+    let fail_on = parse_fail_on(&a.fail_on)?;
+    let resources = parse_resources(&a.resources)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(scan(a, fail_on, resources))
+}
+
+async fn scan(
+    a: ScanArgs,
+    fail_on: Vec<Status>,
+    resources: Vec<GroupResource>,
+) -> anyhow::Result<u8> {
+    let target = Target::resolve(&a)?;
+    let prefix = a
+        .prefix
+        .clone()
+        .or(target.manifest_prefix.clone())
+        .unwrap_or_else(|| DEFAULT_PREFIX.to_string());
+    let key_prefix = storage_key_prefix(&prefix);
+    let config_path = a
+        .encryption_provider_config
+        .clone()
+        .or(target.manifest_config.clone());
+
+    // The config first: a bad config must fail before any connection is made.
+    let transformers = match &config_path {
+        Some(p) => Some(load_transformers(p).await?),
+        None => {
+            if a.verify {
+                bail!(
+                    "--verify needs the keys: pass --encryption-provider-config FILE (or --apiserver-manifest)"
+                );
+            }
+            None
+        }
+    };
+    let classifier = Classifier::new(&prefix, transformers, a.verify);
+
+    let mut source = target.open(&a, key_prefix.as_bytes()).await?;
+    let opts = ScanOptions {
+        resources,
+        list_all: a.list == ListMode::All,
+        history: a.history,
+        config_path: config_path.as_ref().map(|p| p.display().to_string()),
+        prefix,
+    };
+    let bar = Bar::new(!a.no_progress, "keys");
+    let report = run_scan(source.as_mut(), &classifier, &opts, &bar)
+        .await
+        .context("scan failed")?;
+    bar.finish();
+
+    let format = a.output.unwrap_or(if std::io::stdout().is_terminal() {
+        OutputFormat::Table
+    } else {
+        OutputFormat::Json
+    });
+    let text = match format {
+        OutputFormat::Table => report.render_table(),
+        OutputFormat::Json => report.to_json(),
+        OutputFormat::Prometheus => report.render_prometheus(),
+    };
+    if let Some(path) = &a.output_file {
+        write_atomically(path, text.as_bytes())?;
+    }
+    print_stdout(&text)?;
+    Ok(if report.has_findings(&fail_on) {
+        atrest::exit::FINDINGS
+    } else {
+        atrest::exit::OK
+    })
+}
+
+/// Where to read from, and what the kube-apiserver manifest says about prefix and config.
+struct Target {
+    manifest_prefix: Option<String>,
+    manifest_config: Option<PathBuf>,
+    resolved: Option<super::common::Resolved>,
+}
+
+impl Target {
+    fn resolve(a: &ScanArgs) -> anyhow::Result<Target> {
+        if a.snapshot.is_some() {
+            // No connection: the manifest (if given) only supplies prefix and config.
+            let flags = match &a.conn.apiserver_manifest {
+                Some(m) => Some(atrest::connect::read_apiserver_manifest(m)?),
+                None => None,
+            };
+            return Ok(Target {
+                manifest_prefix: flags.as_ref().and_then(|f| f.etcd_prefix.clone()),
+                manifest_config: flags.and_then(|f| f.encryption_provider_config),
+                resolved: None,
+            });
+        }
+        let resolved = a.conn.resolve()?;
+        Ok(Target {
+            manifest_prefix: resolved.prefix.clone(),
+            manifest_config: resolved.encryption_provider_config.clone(),
+            resolved: Some(resolved),
+        })
+    }
+
+    async fn open(self, a: &ScanArgs, key_prefix: &[u8]) -> anyhow::Result<Box<dyn KvSource>> {
+        if let Some(path) = &a.snapshot {
+            let src =
+                atrest::snapshot::SnapshotSource::open(path, key_prefix, a.page_size as usize)?;
+            return Ok(Box::new(src));
+        }
+        let Some(resolved) = self.resolved else {
+            bail!(
+                "no etcd to scan: give --endpoints (or --apiserver-manifest), or --snapshot FILE"
+            );
+        };
+        let client = atrest::connect::connect(&resolved.connect).await?;
+        Ok(Box::new(atrest::source::etcd::EtcdSource::new(
+            client,
+            resolved.connect.endpoints.clone(),
+            key_prefix.to_vec(),
+            None,
+            i64::from(a.page_size),
+        )))
+    }
+}
+
+/// Load and validate the config, build the transformers and reach every KMS v2 plugin once.
+async fn load_transformers(path: &Path) -> anyhow::Result<Transformers> {
+    let cfg = EncryptionConfig::load(path)?;
+    let t = Transformers::new(&cfg, &atrest::kms::GrpcConnector)
+        .with_context(|| format!("{}: cannot set up the providers", path.display()))?;
+    t.prepare_kms().await.context(
+        "cannot judge KMS v2 values without the plugin (is it running? is the socket path right?)",
+    )?;
+    Ok(t)
+}
+
+/// kube-apiserver's key prefix: `"/" + --etcd-prefix`, cleaned, with a trailing `/` (spec §7).
+pub fn storage_key_prefix(etcd_prefix: &str) -> String {
+    let segments: Vec<&str> = etcd_prefix
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    if segments.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{}/", segments.join("/"))
+    }
+}
+
+fn parse_fail_on(list: &[String]) -> anyhow::Result<Vec<Status>> {
+    let mut out = Vec::new();
+    for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if item == "none" {
+            continue;
+        }
+        match Status::parse(item) {
+            Some(s) => {
+                if !out.contains(&s) {
+                    out.push(s)
+                }
+            }
+            None => {
+                let valid: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                bail!(
+                    "--fail-on: unknown status {item:?}; valid: {} (or none)",
+                    valid.join(", ")
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_resources(list: &[String]) -> anyhow::Result<Vec<GroupResource>> {
+    let mut out = Vec::new();
+    for item in list.iter().map(|s| s.trim()) {
+        if item.is_empty() || item.contains('/') || item.contains('*') {
+            bail!(
+                "--resource {item:?}: give a resource as the config names it, e.g. secrets or deployments.apps"
+            );
+        }
+        let gr = GroupResource::parse(item);
+        if !out.contains(&gr) {
+            out.push(gr);
+        }
+    }
+    Ok(out)
+}
+
+/// Print the report; a closed pipe (`| head`) is not an error worth a message.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write the report to stdout"),
+    }
+}
+
+/// Write next to `path` then rename, so a collector never reads a half-written file.
+fn write_atomically(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("--output-file {}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot rename {} to {}", tmp.display(), path.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_prefix_like_apiserver() {
+        assert_eq!(storage_key_prefix("/registry"), "/registry/");
+        assert_eq!(storage_key_prefix("registry/"), "/registry/");
+        assert_eq!(storage_key_prefix("//a//b/"), "/a/b/");
+        assert_eq!(storage_key_prefix("/"), "/");
+    }
+
+    #[test]
+    fn fail_on_is_validated() {
+        let v = |s: &[&str]| parse_fail_on(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            v(&["stale", "plaintext"]).unwrap(),
+            vec![Status::Stale, Status::Plaintext]
+        );
+        assert_eq!(v(&["none"]).unwrap(), vec![]);
+        let e = v(&["stael"]).unwrap_err().to_string();
+        assert!(e.contains("stael") && e.contains("unknown-key"), "{e}");
+    }
+
+    #[test]
+    fn resources_are_validated() {
+        let v = |s: &[&str]| parse_resources(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            v(&["secrets", "deployments.apps"]).unwrap(),
+            vec![
+                GroupResource::new("", "secrets"),
+                GroupResource::new("apps", "deployments")
+            ]
+        );
+        assert!(v(&["*.*"]).is_err());
+        assert!(v(&[""]).is_err());
+    }
 }

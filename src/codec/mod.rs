@@ -8,6 +8,7 @@
 
 pub mod aescbc;
 pub mod aesgcm;
+pub mod cache;
 pub mod chain;
 pub mod kmsv1;
 pub mod kmsv2;
@@ -174,17 +175,77 @@ pub enum ValueClass {
 /// The visible parts of an encrypted value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncryptedInfo {
-    pub provider: ProviderKind,
+    /// None when the value starts with `k8s:enc:` but names a provider kube-apiserver does not
+    /// have (a typo, a future provider, garbage): still encrypted, never plaintext.
+    pub provider: Option<ProviderKind>,
+    /// The provider as written in the prefix, for display: `aescbc`, `kms/v2`, or for an
+    /// unrecognized provider the raw text after `k8s:enc:` (e.g. `xyz:v1`).
+    pub provider_label: String,
     /// Key name (aescbc/aesgcm/secretbox) or KMS provider name. Without a config this is a
     /// heuristic (text up to the next `:`); with a config it is the configured name that matched.
     pub name: Option<String>,
-    /// KMS v2 only: the EncryptedObject's visible fields (never the DEK/seed).
+    /// KMS v2 only: the EncryptedObject's visible fields (never the DEK/seed). None when the
+    /// heuristic split does not yield a parseable EncryptedObject.
     pub kms_v2: Option<kmsv2::EncryptedObjectInfo>,
 }
 
 /// Classify a value without a config: plaintext kinds, or `k8s:enc:` with a heuristic name.
-/// A `k8s:enc:` value with an unrecognized provider is `Encrypted` with `provider` guessed as
-/// closely as possible (never reported as plaintext).
+/// A `k8s:enc:` value with an unrecognized provider is `Encrypted` with `provider: None`
+/// (never reported as plaintext).
 pub fn classify_value(value: &[u8]) -> ValueClass {
-    todo!("H1: classify {}", value.len())
+    if !value.starts_with(ENC_PREFIX) {
+        return ValueClass::Plaintext(plaintext::classify_plaintext(value));
+    }
+    ValueClass::Encrypted(classify_encrypted(value))
+}
+
+/// The heuristic reading of a `k8s:enc:` value's prefix (display only: matching against a
+/// config never splits on `:`, see [`chain::Chain::identify`]).
+pub fn classify_encrypted(value: &[u8]) -> EncryptedInfo {
+    for kind in ProviderKind::ENCRYPTING {
+        if let Some(rest) = value.strip_prefix(kind.prefix()) {
+            let (name, payload) = split_name(rest);
+            let kms_v2 = match (kind, payload) {
+                (ProviderKind::KmsV2, Some(p)) => kmsv2::parse_info(p),
+                _ => None,
+            };
+            return EncryptedInfo {
+                provider: Some(kind),
+                provider_label: kind.to_string(),
+                name,
+                kms_v2,
+            };
+        }
+    }
+    // Unknown provider: `k8s:enc:<provider>[:<vN>]:<name>:...`.
+    let rest = value.get(ENC_PREFIX.len()..).unwrap_or_default();
+    let (first, after) = split_name(rest);
+    let mut label = first.unwrap_or_default();
+    let mut after = after.unwrap_or_default();
+    if let (Some(ver), Some(tail)) = split_name(after) {
+        let is_version =
+            ver.len() >= 2 && ver.starts_with('v') && ver[1..].bytes().all(|b| b.is_ascii_digit());
+        if is_version {
+            label = format!("{label}:{ver}");
+            after = tail;
+        }
+    }
+    let (name, _) = split_name(after);
+    EncryptedInfo {
+        provider: None,
+        provider_label: label,
+        name,
+        kms_v2: None,
+    }
+}
+
+/// Split at the first `:`: (text before it, bytes after it). Without a `:` the name is None.
+fn split_name(rest: &[u8]) -> (Option<String>, Option<&[u8]>) {
+    match rest.iter().position(|&b| b == b':') {
+        Some(i) => (
+            Some(String::from_utf8_lossy(&rest[..i]).into_owned()),
+            rest.get(i + 1..),
+        ),
+        None => (None, None),
+    }
 }

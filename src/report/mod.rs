@@ -1,10 +1,21 @@
 //! Scan reports: the stable, versioned `atrest.scan/v1` JSON document, and its renderings as a
 //! terminal table and as Prometheus text exposition (node_exporter textfile collector).
+//!
+//! The document is built by [`crate::scan::run_scan`]; the renderers here only read it, so the
+//! three outputs always agree. Field names of `atrest.scan/v1` are a contract (issue 3): fields
+//! may be added, never renamed or removed.
+mod json;
+mod prometheus;
+mod table;
+
 use crate::classify::{ObjectRecord, Status};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub const SCAN_SCHEMA: &str = "atrest.scan/v1";
+
+/// The `resource` label of keys that are not API objects (`compact_rev_key`, `health`, ...).
+pub const NON_OBJECT_RESOURCE: &str = "(non-object)";
 
 /// The whole `atrest.scan/v1` document.
 #[derive(Clone, Debug, Serialize)]
@@ -25,6 +36,9 @@ pub struct ScanReport {
     pub history: Option<HistoryReport>,
     pub started_at: String,
     pub duration_seconds: f64,
+    /// `started_at` as seconds since the Unix epoch (for Prometheus).
+    #[serde(skip)]
+    pub started_unix: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -42,6 +56,12 @@ pub struct SourceInfo {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     pub objects: u64,
+    /// Objects whose status is not `current` (what `--list findings` keeps).
+    pub findings: u64,
+    /// The per-status counts again as top-level fields (`"current": 10, "stale": 2, ...`), as
+    /// issue 3 words it ("`objects`, and counts per status").
+    #[serde(flatten)]
+    pub status_counts: BTreeMap<String, u64>,
     /// Counts per status (`current`, `stale`, ...), every status present with 0 if none.
     pub by_status: BTreeMap<String, u64>,
     /// `resource` (as `secrets`, `deployments.apps`) → status → count.
@@ -50,6 +70,18 @@ pub struct Summary {
     pub by_provider_key: BTreeMap<String, BTreeMap<String, u64>>,
     /// KMS v2 objects per keyID.
     pub by_kms_key_id: BTreeMap<String, u64>,
+    /// resource × provider × key × status (the table's and Prometheus' rows), sorted.
+    pub breakdown: Vec<BreakdownRow>,
+}
+
+/// One cell of the resource × provider/key × status breakdown.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct BreakdownRow {
+    pub resource: String,
+    pub provider: String,
+    pub key_name: Option<String>,
+    pub status: Status,
+    pub objects: u64,
 }
 
 /// `--history` residue: per key, the older revisions that are plaintext or under a stale key.
@@ -74,17 +106,155 @@ pub struct HistoryResidue {
 impl ScanReport {
     /// Does any object (or, with history, any residue) have a status in `fail_on`?
     pub fn has_findings(&self, fail_on: &[Status]) -> bool {
-        todo!("D2 {}", fail_on.len())
+        let in_summary = fail_on
+            .iter()
+            .any(|s| self.summary.by_status.get(s.as_str()).copied().unwrap_or(0) > 0);
+        let in_objects = self.objects.iter().any(|o| fail_on.contains(&o.status));
+        let in_history = self.history.as_ref().is_some_and(|h| {
+            h.keys
+                .iter()
+                .any(|k| k.statuses.iter().any(|s| fail_on.contains(s)))
+        });
+        in_summary || in_objects || in_history
     }
+    /// The stable `atrest.scan/v1` JSON document (pretty-printed, trailing newline).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("report serializes")
+        json::render(self)
     }
     /// Human table: summary by resource × provider/key × status, then the findings.
     pub fn render_table(&self) -> String {
-        todo!("D2")
+        table::render(self)
     }
     /// Prometheus text exposition format.
     pub fn render_prometheus(&self) -> String {
-        todo!("D2")
+        prometheus::render(self)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+
+    pub fn record(
+        key: &str,
+        res: Option<&str>,
+        provider: &str,
+        kn: Option<&str>,
+        st: Status,
+    ) -> ObjectRecord {
+        ObjectRecord {
+            key: key.into(),
+            group: res.map(|_| String::new()),
+            resource: res.map(String::from),
+            namespace: Some("default".into()),
+            name: key.rsplit('/').next().unwrap_or_default().into(),
+            provider: provider.into(),
+            key_name: kn.map(String::from),
+            status: st,
+            mod_revision: 7,
+            size: 42,
+            detail: (st != Status::Current).then(|| format!("why \"{key}\"")),
+            kms_key_id: None,
+        }
+    }
+
+    /// A small report built through the real aggregator.
+    pub fn sample() -> ScanReport {
+        let mut agg = crate::scan::Aggregator::new(false);
+        agg.add(record(
+            "/registry/secrets/default/a",
+            Some("secrets"),
+            "aescbc",
+            Some("key1"),
+            Status::Current,
+        ));
+        agg.add(record(
+            "/registry/secrets/default/b",
+            Some("secrets"),
+            "aescbc",
+            Some("key1"),
+            Status::Current,
+        ));
+        agg.add(record(
+            "/registry/secrets/default/c",
+            Some("secrets"),
+            "aescbc",
+            Some("key0"),
+            Status::Stale,
+        ));
+        agg.add(record(
+            "/registry/secrets/default/d",
+            Some("secrets"),
+            "identity",
+            None,
+            Status::Plaintext,
+        ));
+        agg.add(record(
+            "/registry/configmaps/default/e",
+            Some("configmaps"),
+            "identity",
+            None,
+            Status::Current,
+        ));
+        agg.add(record(
+            "/registry/secrets/default/f",
+            Some("secrets"),
+            "kms",
+            Some("vault"),
+            Status::UnknownKey,
+        ));
+        let (summary, objects) = agg.finish();
+        ScanReport {
+            schema: SCAN_SCHEMA,
+            source: SourceInfo {
+                kind: "etcd".into(),
+                endpoints: Some(vec!["https://127.0.0.1:2379".into()]),
+                path: None,
+                revision: 99,
+            },
+            prefix: "/registry".into(),
+            config: Some("/etc/kubernetes/enc.yaml".into()),
+            verified: false,
+            summary,
+            objects,
+            notes: vec!["a note".into()],
+            history: None,
+            started_at: "2026-12-01T15:00:00Z".into(),
+            duration_seconds: 1.5,
+            started_unix: 1_796_137_200.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn findings_follow_fail_on() {
+        let r = testutil::sample();
+        assert!(r.has_findings(&Status::DEFAULT_FAIL_ON));
+        assert!(r.has_findings(&[Status::Stale]));
+        assert!(!r.has_findings(&[Status::Undecryptable]));
+        assert!(!r.has_findings(&[]));
+    }
+
+    #[test]
+    fn history_residue_is_a_finding() {
+        let mut r = testutil::sample();
+        assert!(!r.has_findings(&[Status::Undecryptable]));
+        r.history = Some(HistoryReport {
+            revisions_examined: 3,
+            residue_revisions: 1,
+            keys_with_residue: 1,
+            keys: vec![HistoryResidue {
+                key: "/registry/secrets/default/a".into(),
+                oldest_revision: 2,
+                newest_revision: 2,
+                revisions: 1,
+                statuses: vec![Status::Undecryptable],
+            }],
+        });
+        assert!(r.has_findings(&[Status::Undecryptable]));
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod certs;
 pub mod etcd;
+pub mod kms;
 
 use std::path::PathBuf;
 
