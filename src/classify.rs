@@ -248,7 +248,7 @@ pub fn judge_without_config(is_object: bool, class: ValueClass) -> Verdict {
         ValueClass::Encrypted(info) => {
             let kms_key_id = info.kms_v2.as_ref().map(|k| k.key_id.clone());
             Verdict {
-                provider: info.provider.report_name(),
+                provider: info.provider.map_or("unknown", |p| p.report_name()),
                 key_name: info.name,
                 status: Status::Encrypted,
                 detail: kms_key_id.as_ref().map(|id| format!("keyID {id}")),
