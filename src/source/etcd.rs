@@ -69,6 +69,13 @@ impl EtcdSource {
         }
     }
 
+    /// Accept responses up to `bytes` (default [`crate::connect::MAX_RESPONSE_BYTES`]); a page
+    /// larger than that is fetched again with half as many keys.
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.kv = self.kv.clone().max_decoding_message_size(bytes);
+        self
+    }
+
     /// The first key to read: right after `start_after` when resuming, else the prefix.
     fn first_key(&self) -> Vec<u8> {
         match &self.start_after {

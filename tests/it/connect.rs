@@ -478,3 +478,153 @@ async fn harness_variants_start() {
     srv.snapshot_save(&snap);
     assert!(std::fs::metadata(&snap).expect("snapshot").len() > 0);
 }
+
+#[tokio::test]
+async fn pages_larger_than_the_response_limit_are_split() {
+    let etcd = Etcd::start();
+    // 8 values of 1 MiB (etcd accepts up to 1.5 MiB per request) against a 3 MiB limit.
+    let big = |i: usize| -> Vec<u8> {
+        (0..1 << 20)
+            .map(|j| ((i * 31 + j * 7) % 251) as u8)
+            .collect()
+    };
+    for i in 0..8 {
+        etcd.put(key(i), big(i)).await;
+    }
+    let client = connect(&opts_for(&etcd)).await.expect("connect");
+    let mut src = EtcdSource::new(
+        client,
+        vec![etcd.endpoint()],
+        b"/registry/".to_vec(),
+        None,
+        8,
+    )
+    .with_max_response_bytes(3 << 20);
+    let mut batches = Vec::new();
+    drain(&mut src, &mut batches).await;
+    assert!(
+        batches.iter().all(|b| b.len() <= 2),
+        "{:?}",
+        batches.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert_each_once_in_order(&batches, 0..8);
+    for (i, kv) in batches.iter().flatten().enumerate() {
+        assert!(
+            kv.value == big(i),
+            "value {i} differs (len {})",
+            kv.value.len()
+        );
+    }
+}
+
+/// The failure messages reach the user through `atrest scan` with exit code 2.
+#[tokio::test]
+async fn scan_cli_reports_connection_failures_with_exit_2() {
+    let etcd = Etcd::start();
+    let other = Certs::unrelated(&etcd.dir().join("other-pki"));
+    let mut args = vec![
+        "scan".to_string(),
+        "--no-progress".into(),
+        "--dial-timeout".into(),
+        "20s".into(),
+    ];
+    let conn = etcd.atrest_conn_args();
+    // Wrong CA.
+    let mut wrong_ca = conn.clone();
+    let i = wrong_ca
+        .iter()
+        .position(|a| a == "--cacert")
+        .expect("--cacert");
+    wrong_ca[i + 1] = other.ca.display().to_string();
+    let out = crate::common::atrest_cmd()
+        .args(&args)
+        .args(&wrong_ca)
+        .output()
+        .expect("run atrest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not signed by --cacert"), "{stderr}");
+
+    // Missing client certificate (etcdctl's env variables work too).
+    let out = crate::common::atrest_cmd()
+        .args(&args)
+        .env("ETCDCTL_ENDPOINTS", etcd.endpoint())
+        .env("ETCDCTL_CACERT", etcd.ca_path())
+        .output()
+        .expect("run atrest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("etcd requires a client certificate: pass --cert and --key"),
+        "{stderr}"
+    );
+
+    // Plain http refused.
+    args.extend([
+        "--endpoints".into(),
+        format!("http://127.0.0.1:{}", etcd.client_port),
+    ]);
+    let out = crate::common::atrest_cmd()
+        .args(&args)
+        .output()
+        .expect("run atrest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refusing plain-text http:// endpoint"),
+        "{stderr}"
+    );
+
+    // No endpoints at all.
+    let out = crate::common::atrest_cmd()
+        .args(["scan", "--no-progress"])
+        .output()
+        .expect("run atrest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no etcd endpoints"), "{stderr}");
+}
+
+/// `--apiserver-manifest` alone is enough to scan: endpoints, certificates and prefix come
+/// from kube-apiserver's flags.
+#[tokio::test]
+async fn scan_cli_with_apiserver_manifest_only() {
+    let etcd = Etcd::start();
+    etcd.put("/custom/secrets/ns/a", "plain").await;
+    etcd.put("/registry/secrets/ns/b", "elsewhere").await;
+    let manifest = write_manifest(etcd.dir(), &etcd);
+    let out = crate::common::atrest_cmd()
+        .args([
+            "scan",
+            "--no-progress",
+            "-o",
+            "json",
+            "--list",
+            "all",
+            "--dial-timeout",
+            "20s",
+        ])
+        .arg("--apiserver-manifest")
+        .arg(&manifest)
+        .output()
+        .expect("run atrest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "plaintext secret is a finding: {stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["source"]["type"], "etcd");
+    assert!(
+        report["source"]["revision"].as_i64().unwrap_or(0) > 0,
+        "{report}"
+    );
+    let keys: Vec<&str> = report["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter_map(|o| o["key"].as_str())
+        .collect();
+    assert_eq!(keys, vec!["/custom/secrets/ns/a"], "{report}");
+}
