@@ -247,11 +247,19 @@ pub fn judge_without_config(is_object: bool, class: ValueClass) -> Verdict {
         },
         ValueClass::Encrypted(info) => {
             let kms_key_id = info.kms_v2.as_ref().map(|k| k.key_id.clone());
+            let detail = match (info.provider, &kms_key_id) {
+                (None, _) => Some(format!(
+                    "unrecognised provider {:?} in the k8s:enc: prefix",
+                    info.provider_label
+                )),
+                (Some(_), Some(id)) => Some(format!("keyID {id}")),
+                (Some(_), None) => None,
+            };
             Verdict {
-                provider: info.provider.report_name(),
+                provider: info.provider.map(|p| p.report_name()).unwrap_or("unknown"),
                 key_name: info.name,
                 status: Status::Encrypted,
-                detail: kms_key_id.as_ref().map(|id| format!("keyID {id}")),
+                detail,
                 kms_key_id,
             }
         }

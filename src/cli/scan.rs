@@ -266,12 +266,21 @@ fn parse_fail_on(list: &[String]) -> anyhow::Result<Vec<Status>> {
 fn parse_resources(list: &[String]) -> anyhow::Result<Vec<GroupResource>> {
     let mut out = Vec::new();
     for item in list.iter().map(|s| s.trim()) {
-        if item.is_empty() || item.contains('/') || item.contains('*') {
+        if item.is_empty() || item.contains('/') {
             bail!(
-                "--resource {item:?}: give a resource as the config names it, e.g. secrets or deployments.apps"
+                "--resource {item:?}: give a resource as the config names it, e.g. secrets, deployments.apps, *.apps or *.*"
             );
         }
-        let gr = GroupResource::parse(item);
+        let gr = if item == "*" {
+            GroupResource::new("*", "*")
+        } else {
+            GroupResource::parse(item)
+        };
+        if gr.resource.is_empty() || (gr.resource.contains('*') && gr.resource != "*") {
+            bail!(
+                "--resource {item:?}: not a resource name or wildcard (e.g. secrets, *.apps, *.*)"
+            );
+        }
         if !out.contains(&gr) {
             out.push(gr);
         }
@@ -343,7 +352,13 @@ mod tests {
                 GroupResource::new("apps", "deployments")
             ]
         );
-        assert!(v(&["*.*"]).is_err());
+        assert_eq!(v(&["*"]).unwrap(), vec![GroupResource::new("*", "*")]);
+        assert_eq!(
+            v(&["*.apps"]).unwrap(),
+            vec![GroupResource::new("apps", "*")]
+        );
+        assert!(v(&["sec*"]).is_err());
+        assert!(v(&["a/b"]).is_err());
         assert!(v(&[""]).is_err());
     }
 }
