@@ -797,3 +797,143 @@ fn writer_key_name(config: &Path) -> Option<String> {
         atrest::config::ProviderConfig::Identity => None,
     }
 }
+
+/// `atrest scan --snapshot FILE` (no connection flags).
+fn scan_snapshot_json(snapshot: &Path, args: &[&str]) -> (i32, Value) {
+    let out = atrest_cmd()
+        .args(["scan", "-o", "json", "--snapshot"])
+        .arg(snapshot)
+        .args(args)
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .expect("run atrest");
+    let code = out.status.code().unwrap_or(-1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        code == 0 || code == 1,
+        "snapshot scan failed ({code}): {stderr}"
+    );
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}); stderr: {stderr}"));
+    (code, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_scan_gives_the_same_report() {
+    let etcd = Etcd::start();
+    let (cfg, expect) = load_mixed(&etcd).await;
+    let cfg = cfg.display().to_string();
+    let snap = etcd.dir().join("backup.db");
+    etcd.snapshot_save(&snap);
+    let args = [
+        "--encryption-provider-config",
+        cfg.as_str(),
+        "--verify",
+        "--list",
+        "all",
+    ];
+    let (code, r) = scan_snapshot_json(&snap, &args);
+    assert_eq!(code, 1);
+    assert_eq!(r["source"]["type"], "snapshot");
+    assert_eq!(r["source"]["path"], snap.display().to_string());
+    let want: BTreeMap<String, String> = expect
+        .iter()
+        .map(|(k, (_, s))| (k.clone(), s.to_string()))
+        .collect();
+    assert_eq!(statuses(&r), want);
+
+    let (_, live) = scan_json(&etcd, &args);
+    assert_eq!(live["source"]["revision"], r["source"]["revision"]);
+    assert_eq!(live["objects"], r["objects"], "identical object lists");
+    for field in ["objects", "by_status", "by_resource", "by_provider_key"] {
+        assert_eq!(
+            live["summary"][field], r["summary"][field],
+            "summary.{field}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_history_finds_residue() {
+    let etcd = Etcd::start();
+    let cur = transformers(&current_config());
+    let old = transformers(&old_config());
+    let h1 = format!("{S}h1");
+    let h2 = format!("{S}h2");
+    let h3 = format!("{S}h3");
+    // h1: plaintext, then current, then stale (old key), then current again.
+    let r_plain = etcd.put(h1.clone(), plain_secret()).await;
+    etcd.put(
+        h1.clone(),
+        write(&cur, "secrets", &h1, &plain_secret()).await,
+    )
+    .await;
+    let r_stale = etcd
+        .put(
+            h1.clone(),
+            write(&old, "secrets", &h1, &plain_secret()).await,
+        )
+        .await;
+    etcd.put(
+        h1.clone(),
+        write(&cur, "secrets", &h1, &plain_secret()).await,
+    )
+    .await;
+    // h2: only ever current.
+    etcd.put(
+        h2.clone(),
+        write(&cur, "secrets", &h2, &plain_secret()).await,
+    )
+    .await;
+    etcd.put(
+        h2.clone(),
+        write(&cur, "secrets", &h2, &plain_secret()).await,
+    )
+    .await;
+    // h3: plaintext, then deleted: gone from the live state, still in the file.
+    let r_h3 = etcd.put(h3.clone(), plain_secret()).await;
+    etcd.etcdctl_ok(&["del", &h3]);
+
+    let cfg = etcd.dir().join("enc.yaml");
+    std::fs::write(&cfg, current_config()).unwrap();
+    let cfg = cfg.display().to_string();
+    let snap = etcd.dir().join("backup.db");
+    etcd.snapshot_save(&snap);
+
+    // Without --history: the latest state is all current.
+    let (code, r) = scan_snapshot_json(&snap, &["--encryption-provider-config", &cfg]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["summary"]["objects"], 2);
+    assert!(r.get("history").is_none());
+
+    let (code, r) = scan_snapshot_json(&snap, &["--encryption-provider-config", &cfg, "--history"]);
+    assert_eq!(code, 1, "residue is a finding: {r}");
+    let h = &r["history"];
+    assert_eq!(h["revisions_examined"], 5, "{h}");
+    assert_eq!(h["residue_revisions"], 3, "{h}");
+    assert_eq!(h["keys_with_residue"], 2, "{h}");
+    let keys = h["keys"].as_array().unwrap();
+    assert_eq!(keys[0]["key"], h1.as_str());
+    assert_eq!(keys[0]["oldest_revision"], r_plain);
+    assert_eq!(keys[0]["newest_revision"], r_stale);
+    assert_eq!(keys[0]["revisions"], 2);
+    assert_eq!(
+        keys[0]["statuses"],
+        serde_json::json!(["stale", "plaintext"])
+    );
+    assert_eq!(keys[1]["key"], h3.as_str());
+    assert_eq!(keys[1]["oldest_revision"], r_h3);
+    assert_eq!(keys[1]["statuses"], serde_json::json!(["plaintext"]));
+    // --fail-on applies to residue too.
+    let (code, _) = scan_snapshot_json(
+        &snap,
+        &[
+            "--encryption-provider-config",
+            &cfg,
+            "--history",
+            "--fail-on",
+            "unknown-key",
+        ],
+    );
+    assert_eq!(code, 0);
+}
