@@ -294,6 +294,10 @@ async fn judge_with_chain(
             if verify {
                 let read = chain.read(etcd_key, value).await;
                 judge_read(&writer, provider, name, kms_v2, read)
+            } else if let Some(err) = kms_v2_malformed(provider, name.as_deref(), value) {
+                // Nobody can read an EncryptedObject that fails upstream's validation; saying
+                // so needs no key and no plugin call, so it is reported even without --verify.
+                judge_read(&writer, provider, name, kms_v2, Err(err))
             } else {
                 judge_matched(&writer, index, provider, name, kms_v2, stale_hint)
             }
@@ -309,6 +313,21 @@ async fn judge_with_chain(
             }
         }
     }
+}
+
+/// For a KMS v2 value: the `malformed` error if its EncryptedObject does not parse or fails
+/// upstream's validation (checked locally, no plugin involved).
+fn kms_v2_malformed(
+    provider: ProviderKind,
+    name: Option<&str>,
+    value: &[u8],
+) -> Option<DecryptError> {
+    if provider != ProviderKind::KmsV2 {
+        return None;
+    }
+    let prefix_len = ProviderKind::KmsV2.prefix().len() + name.map_or(0, str::len) + 1;
+    let payload = value.get(prefix_len..)?;
+    crate::codec::kmsv2::parse_object(payload).err()
 }
 
 /// The write target of a chain, for messages.

@@ -2,6 +2,7 @@
 //! written by the codec and by kube-apiserver itself (the compatibility vectors): the report per
 //! key, exit codes per status and `--fail-on`, the Prometheus text, pagination, `--resource`,
 //! `--list all`, refused plaintext transport.
+use crate::common::kms::KmsPlugin;
 use crate::common::{Etcd, EtcdOptions, Transport, atrest_cmd};
 use atrest::codec::chain::Transformers;
 use atrest::config::EncryptionConfig;
@@ -707,80 +708,237 @@ async fn refuses_plaintext_transport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compatibility_vectors() {
     let etcd = Etcd::start();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/vectors");
+    let dir = vectors_dir();
     for file in ["identity", "aescbc", "aesgcm", "secretbox"] {
-        let doc: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(format!("{file}.json"))).expect("vector file"),
-        )
-        .expect("vector JSON");
+        let doc = read_vectors(file);
         let config = dir.join(doc["config_file"].as_str().unwrap());
         let writer = writer_key_name(&config);
-        // A clean keyspace per file.
-        etcd.etcdctl_ok(&["del", "--prefix", "/"]);
-        let mut expect = BTreeMap::new();
-        for case in doc["cases"].as_array().unwrap() {
-            let key = case["etcd_key"].as_str().unwrap().to_string();
-            let value = B64.decode(case["stored_b64"].as_str().unwrap()).unwrap();
-            etcd.put(key.clone(), value).await;
-            expect.insert(key, case.clone());
-        }
-        let cfg = config.display().to_string();
-        // Most cases live under /registry; one uses a custom --etcd-prefix (its AAD).
-        let prefixes: BTreeSet<String> = expect
-            .keys()
-            .map(|k| format!("/{}", k.trim_start_matches('/').split('/').next().unwrap()))
-            .collect();
-        let mut objects: BTreeMap<String, Value> = BTreeMap::new();
-        for prefix in &prefixes {
-            let (_, r) = scan_json(
-                &etcd,
-                &[
-                    "--encryption-provider-config",
-                    &cfg,
-                    "--verify",
-                    "--list",
-                    "all",
-                    "--prefix",
-                    prefix,
-                ],
-            );
-            for o in r["objects"].as_array().unwrap() {
-                let key = o["key"].as_str().unwrap().to_string();
-                assert!(key.starts_with(prefix.as_str()), "{key} outside {prefix}");
-                assert!(objects.insert(key, o.clone()).is_none(), "listed twice");
+        check_vectors(&etcd, file, &doc, &config, &|case: &Value| {
+            if case["key_name"].as_str() == writer.as_deref() {
+                "current"
+            } else {
+                "stale"
             }
+        })
+        .await;
+    }
+}
+
+/// The KMS v1 and v2 vectors, served by a real `atrest-test-kms` holding the vectors' KEK:
+/// v2 objects under an older keyID or the legacy AES_GCM_KEY type, and v1 objects in the
+/// legacy CBC format, are stale; every v2 object names its keyID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_compatibility_vectors() {
+    let etcd = Etcd::start();
+    let dir = vectors_dir();
+    for (file, sock) in [
+        ("kmsv1", "unix:///var/run/kmsplugin/fake-kms-v1.sock"),
+        ("kmsv2", "unix:///var/run/kmsplugin/fake-kms-v2.sock"),
+    ] {
+        let plugin = KmsPlugin::builder_for_vectors(&dir.join(format!("{file}.json"))).start();
+        let doc = read_vectors(file);
+        let text = std::fs::read_to_string(dir.join(doc["config_file"].as_str().unwrap()))
+            .expect("vector config")
+            .replace(sock, &plugin.endpoint)
+            .replace("timeout: 3s", "timeout: 20s");
+        let config = etcd.dir().join(format!("{file}.yaml"));
+        std::fs::write(&config, text).unwrap();
+        let current_key_id = doc["fake_kms_plugin"]["current_key_id"]
+            .as_str()
+            .map(String::from);
+        let objects = check_vectors(&etcd, file, &doc, &config, &|case: &Value| {
+            let k = &case["kms"];
+            let stale = match k["api_version"].as_str() {
+                Some("v2") => {
+                    k["key_id"].as_str() != current_key_id.as_deref()
+                        || k["encrypted_dek_source_type"] != "HKDF_SHA256_XNONCE_AES_GCM_SEED"
+                }
+                _ => k["data_cipher"] == "aes-cbc",
+            };
+            if stale { "stale" } else { "current" }
+        })
+        .await;
+        for case in read_vectors(file)["cases"].as_array().unwrap() {
+            let o = &objects[case["etcd_key"].as_str().unwrap()];
+            let Some(id) = case["kms"]["key_id"].as_str().filter(|id| !id.is_empty()) else {
+                continue;
+            };
+            if o["status"] == "unknown-key" {
+                continue;
+            }
+            assert_eq!(o["kms_key_id"], id, "{o}");
+            assert!(o["detail"].as_str().unwrap().contains(id), "{o}");
         }
-        assert_eq!(objects.len(), expect.len(), "{file}");
-        for (key, case) in &expect {
-            let o = &objects[key];
-            let name = case["name"].as_str().unwrap();
-            let status = o["status"].as_str().unwrap();
-            match case["expect"].as_str().unwrap() {
-                "ok" => {
-                    let want = if case["key_name"].as_str() == writer.as_deref() {
-                        "current"
-                    } else {
-                        "stale"
-                    };
-                    assert_eq!(status, want, "{file}/{name}: {o}");
-                }
-                class @ ("no-provider" | "unknown-key") => {
-                    assert_eq!(status, "unknown-key", "{file}/{name}: {o}");
-                    assert!(
-                        o["detail"].as_str().unwrap().starts_with(class),
-                        "{file}/{name}: {o}"
-                    );
-                }
-                class => {
-                    assert_eq!(status, "undecryptable", "{file}/{name}: {o}");
-                    assert!(
-                        o["detail"].as_str().unwrap().starts_with(class),
-                        "{file}/{name}: {o}"
-                    );
-                }
+    }
+}
+
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/vectors")
+}
+
+fn read_vectors(file: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(vectors_dir().join(format!("{file}.json"))).expect("vector file"),
+    )
+    .expect("vector JSON")
+}
+
+/// Load `doc`'s cases into a clean `etcd`, scan every prefix they use with `config` and
+/// `--verify`, check each object against its case; returns the objects by key.
+async fn check_vectors(
+    etcd: &Etcd,
+    file: &str,
+    doc: &Value,
+    config: &Path,
+    ok_status: &dyn Fn(&Value) -> &'static str,
+) -> BTreeMap<String, Value> {
+    etcd.etcdctl_ok(&["del", "--prefix", "/"]);
+    let mut expect = BTreeMap::new();
+    for case in doc["cases"].as_array().unwrap() {
+        let key = case["etcd_key"].as_str().unwrap().to_string();
+        let value = B64.decode(case["stored_b64"].as_str().unwrap()).unwrap();
+        etcd.put(key.clone(), value).await;
+        expect.insert(key, case.clone());
+    }
+    let cfg = config.display().to_string();
+    // Most cases live under /registry; one uses a custom --etcd-prefix (its AAD).
+    let prefixes: BTreeSet<String> = expect
+        .keys()
+        .map(|k| format!("/{}", k.trim_start_matches('/').split('/').next().unwrap()))
+        .collect();
+    let mut objects: BTreeMap<String, Value> = BTreeMap::new();
+    for prefix in &prefixes {
+        let (_, r) = scan_json(
+            etcd,
+            &[
+                "--encryption-provider-config",
+                &cfg,
+                "--verify",
+                "--list",
+                "all",
+                "--prefix",
+                prefix,
+            ],
+        );
+        for o in r["objects"].as_array().unwrap() {
+            let key = o["key"].as_str().unwrap().to_string();
+            assert!(key.starts_with(prefix.as_str()), "{key} outside {prefix}");
+            assert!(objects.insert(key, o.clone()).is_none(), "listed twice");
+        }
+    }
+    assert_eq!(objects.len(), expect.len(), "{file}");
+    for (key, case) in &expect {
+        let o = &objects[key];
+        let name = case["name"].as_str().unwrap();
+        let status = o["status"].as_str().unwrap();
+        match case["expect"].as_str().unwrap() {
+            "ok" => assert_eq!(status, ok_status(case), "{file}/{name}: {o}"),
+            class @ ("no-provider" | "unknown-key") => {
+                assert_eq!(status, "unknown-key", "{file}/{name}: {o}");
+                assert!(
+                    o["detail"].as_str().unwrap().starts_with(class),
+                    "{file}/{name}: {o}"
+                );
+            }
+            class => {
+                assert_eq!(status, "undecryptable", "{file}/{name}: {o}");
+                assert!(
+                    o["detail"].as_str().unwrap().starts_with(class),
+                    "{file}/{name}: {o}"
+                );
             }
         }
     }
+    objects
+}
+
+/// A config with one KMS v2 provider (then identity) for secrets.
+fn kms_config_yaml(plugin: &KmsPlugin, name: &str) -> String {
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n{}      - identity: {{}}\n",
+        plugin.provider_yaml(name, "v2", 6)
+    )
+}
+
+/// KMS v2 through a real plugin: every object names its keyID, the summary counts per keyID,
+/// no Decrypt without --verify and one per seed with it; switching the plugin's key id makes
+/// them stale; an unreachable plugin is an error naming the socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_v2_key_ids_and_staleness() {
+    let etcd = Etcd::start();
+    let mut plugin = KmsPlugin::builder().key_id("key-a").api("v2").start();
+    let yaml = kms_config_yaml(&plugin, "vault");
+    let cfg_path = etcd.dir().join("kms.yaml");
+    std::fs::write(&cfg_path, &yaml).unwrap();
+    let cfg = cfg_path.display().to_string();
+    let n = 25usize;
+    {
+        let t = transformers(&yaml);
+        t.prepare_kms().await.expect("plugin reachable");
+        for i in 0..n {
+            let key = format!("{S}k-{i:02}");
+            let v = write(&t, "secrets", &key, &plain_secret()).await;
+            etcd.put(key, v).await;
+        }
+    }
+    let before = plugin.stats();
+    let (code, r) = scan_json(
+        &etcd,
+        &["--encryption-provider-config", &cfg, "--list", "all"],
+    );
+    assert_eq!(code, 0, "{r}");
+    let objs = r["objects"].as_array().unwrap();
+    assert_eq!(objs.len(), n);
+    for o in objs {
+        assert_eq!(o["status"], "current", "{o}");
+        assert_eq!(o["provider"], "kms");
+        assert_eq!(o["key_name"], "vault");
+        assert_eq!(o["kms_key_id"], "key-a");
+        assert!(o["detail"].as_str().unwrap().contains("key-a"), "{o}");
+    }
+    assert_eq!(
+        r["summary"]["by_kms_key_id"],
+        serde_json::json!({ "key-a": n })
+    );
+    assert_eq!(
+        plugin.stats().v2_decrypt,
+        before.v2_decrypt,
+        "no Decrypt call without --verify"
+    );
+
+    let (code, r) = scan_json(
+        &etcd,
+        &[
+            "--encryption-provider-config",
+            &cfg,
+            "--verify",
+            "--list",
+            "all",
+        ],
+    );
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["summary"]["current"], n as u64);
+    assert_eq!(
+        plugin.stats().v2_decrypt - before.v2_decrypt,
+        1,
+        "one Decrypt for the one seed"
+    );
+
+    plugin.set_key_id("key-b");
+    let (code, r) = scan_json(
+        &etcd,
+        &["--encryption-provider-config", &cfg, "--list", "all"],
+    );
+    assert_eq!(code, 1, "stale is a finding");
+    assert_eq!(r["summary"]["stale"], n as u64);
+    let d = r["objects"][0]["detail"].as_str().unwrap();
+    assert!(d.contains("key-a") && d.contains("current key ID"), "{d}");
+
+    plugin.stop();
+    let (code, _, stderr) = scan(&etcd, &["-o", "json", "--encryption-provider-config", &cfg]);
+    assert_eq!(code, 2, "{stderr}");
+    let sock = plugin.endpoint.trim_start_matches("unix://");
+    assert!(stderr.contains(sock), "names the socket: {stderr}");
 }
 
 /// The first key name of the first provider (None for identity): the writer.
