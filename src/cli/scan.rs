@@ -205,9 +205,15 @@ impl Target {
             );
         };
         let client = atrest::connect::connect(&resolved.connect).await?;
+        // The report names the endpoints as dialled (scheme added), not as typed.
+        let endpoints = atrest::connect::normalize_endpoints(
+            &resolved.connect.endpoints,
+            resolved.connect.insecure_transport,
+        )
+        .unwrap_or_else(|_| resolved.connect.endpoints.clone());
         Ok(Box::new(atrest::source::etcd::EtcdSource::new(
             client,
-            resolved.connect.endpoints.clone(),
+            endpoints,
             key_prefix.to_vec(),
             None,
             i64::from(a.page_size),
