@@ -254,10 +254,35 @@ fn describe_tls(detail: &str, message: &str, ctx: &ErrorContext) -> Option<Strin
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "(none)".into());
-    if detail.contains("UnknownIssuer")
-        || detail.contains("BadSignature")
-        || detail.contains("UnknownCA")
+    if ctx.endpoints.iter().all(|e| e.starts_with("http://"))
+        && looks_like_closed_after_handshake(detail)
     {
+        return Some(format!(
+            "{eps} closed the connection: if etcd serves TLS, use https:// endpoints"
+        ));
+    }
+    if detail.contains("tls handshake eof")
+        || detail.contains("InvalidContentType")
+        || detail.contains("CorruptMessage")
+        || detail.contains("InvalidMessage")
+    {
+        return Some(format!(
+            "TLS handshake with {eps} failed ({message}): the server does not speak TLS there; if it \
+             is plain http, use http:// with --insecure-transport (never in production)"
+        ));
+    }
+    // An alert *received* is etcd complaining about our side: the client certificate.
+    let alert_from_server = detail.contains("received fatal alert");
+    if detail.contains("CertificateRequired")
+        || (ctx.cert.is_none() && (alert_from_server || looks_like_closed_after_handshake(detail)))
+    {
+        return Some(format!(
+            "etcd at {eps} closed the connection during the TLS handshake: etcd requires a client \
+             certificate: pass --cert and --key (kubeadm: /etc/kubernetes/pki/apiserver-etcd-client.crt \
+             and .key)"
+        ));
+    }
+    if !alert_from_server && (detail.contains("UnknownIssuer") || detail.contains("BadSignature")) {
         return Some(format!(
             "TLS handshake with {eps} failed: the server certificate is not signed by --cacert {ca}; \
              pass the CA that signed etcd's server certificate (kubeadm: /etc/kubernetes/pki/etcd/ca.crt)"
@@ -293,44 +318,13 @@ fn describe_tls(detail: &str, message: &str, ctx: &ErrorContext) -> Option<Strin
              ({message}); renew it (kubeadm certs renew) or check the clock"
         ));
     }
-    if detail.contains("CertificateRequired")
-        || (ctx.cert.is_none() && looks_like_closed_after_handshake(detail))
-    {
-        return Some(format!(
-            "etcd at {eps} closed the connection during the TLS handshake: etcd requires a client \
-             certificate: pass --cert and --key (kubeadm: /etc/kubernetes/pki/apiserver-etcd-client.crt \
-             and .key)"
-        ));
-    }
     if let Some(cert) = &ctx.cert
-        && (detail.contains("BadCertificate") || looks_like_closed_after_handshake(detail))
+        && (alert_from_server || looks_like_closed_after_handshake(detail))
     {
-        if ctx.endpoints.iter().all(|e| e.starts_with("http://")) {
-            return Some(format!(
-                "{eps} closed the connection: if etcd serves TLS, use https:// endpoints"
-            ));
-        }
         return Some(format!(
             "etcd at {eps} rejected the client certificate --cert {}: it must be signed by a CA in \
              etcd's --trusted-ca-file, be currently valid and allow client authentication",
             cert.display()
-        ));
-    }
-    if ctx.endpoints.iter().all(|e| e.starts_with("http://"))
-        && looks_like_closed_after_handshake(detail)
-    {
-        return Some(format!(
-            "{eps} closed the connection: if etcd serves TLS, use https:// endpoints"
-        ));
-    }
-    if detail.contains("tls handshake eof")
-        || detail.contains("InvalidContentType")
-        || detail.contains("CorruptMessage")
-        || detail.contains("InvalidMessage")
-    {
-        return Some(format!(
-            "TLS handshake with {eps} failed ({message}): the server does not speak TLS there; if it \
-             is plain http, use http:// with --insecure-transport (never in production)"
         ));
     }
     if detail.contains("invalid peer certificate") || detail.contains("InvalidCertificate") {
