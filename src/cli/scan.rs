@@ -226,9 +226,12 @@ async fn load_transformers(path: &Path) -> anyhow::Result<Transformers> {
     let cfg = EncryptionConfig::load(path)?;
     let t = Transformers::new(&cfg, &atrest::kms::GrpcConnector)
         .with_context(|| format!("{}: cannot set up the providers", path.display()))?;
-    t.prepare_kms().await.context(
-        "cannot judge KMS v2 values without the plugin (is it running? is the socket path right?)",
-    )?;
+    t.prepare_kms().await.with_context(|| {
+        format!(
+            "{}: a KMS v2 plugin of this config cannot be used",
+            path.display()
+        )
+    })?;
     Ok(t)
 }
 
