@@ -68,13 +68,8 @@ pub async fn run_scan(
     }
 
     let mut agg = Aggregator::new(opts.list_all);
-    // The revision the scan is pinned to: the one the first page was read at.
-    let mut revision = 0i64;
     let mut pending = source.next_batch().await?;
     while let Some(batch) = pending.take() {
-        if revision == 0 {
-            revision = source.revision();
-        }
         // Fetch the next page while this one is judged: the network and the CPU overlap.
         let (next, records) = tokio::join!(
             source.next_batch(),
@@ -87,9 +82,9 @@ pub async fn run_scan(
         }
         pending = next?;
     }
-    if revision == 0 {
-        revision = source.revision();
-    }
+    // The revision the data is pinned to; if the source had to continue at a fresh revision
+    // (compaction mid-scan) this is the fresh one, and its notes say where that happened.
+    let revision = source.revision();
 
     let mut notes = source.notes();
     let history = if opts.history {
