@@ -445,6 +445,9 @@ async fn prometheus_text_parses_and_adds_up() {
     let etcd = Etcd::start();
     let (cfg, expect) = load_mixed(&etcd).await;
     let cfg = cfg.display().to_string();
+    let prom_file = etcd.dir().join("textfile").join("atrest.prom");
+    std::fs::create_dir_all(prom_file.parent().unwrap()).unwrap();
+    let prom_arg = prom_file.display().to_string();
     let (code, text, stderr) = scan(
         &etcd,
         &[
@@ -453,9 +456,18 @@ async fn prometheus_text_parses_and_adds_up() {
             "--encryption-provider-config",
             &cfg,
             "--verify",
+            "--output-file",
+            &prom_arg,
         ],
     );
     assert_eq!(code, 1, "{stderr}");
+    // --output-file holds the same text, written atomically (no temp file left behind).
+    assert_eq!(std::fs::read_to_string(&prom_file).unwrap(), text);
+    let leftovers: Vec<_> = std::fs::read_dir(prom_file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     let samples = parse_prometheus(&text);
     let sum = |name: &str, filter: &dyn Fn(&BTreeMap<String, String>) -> bool| -> f64 {
         samples
