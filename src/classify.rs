@@ -163,7 +163,8 @@ impl Classifier {
         Classifier {
             prefix: prefix.to_string(),
             transformers,
-            // Without keys there is nothing to verify with.
+            // Without a config there are no keys to verify with: `verify` is then ignored
+            // (see `verifies`).
             verify,
         }
     }
