@@ -327,9 +327,9 @@ pub async fn run_rotate(
             command_timeout: opts.command_timeout,
         },
         inflight: VecDeque::new(),
-        throttle: opts
-            .max_rate
-            .map(|r| throttle::TokenBucket::new(r, r.max(opts.batch as f64), Instant::now())),
+        throttle: opts.max_rate.map(|r| {
+            throttle::TokenBucket::new(r, (r / 10.0).max(opts.batch as f64), Instant::now())
+        }),
         journal: journal.as_mut(),
         summary: &mut summary,
         progress,
