@@ -2,6 +2,7 @@
 //! exit code (0 everything in scope current and nothing skipped; 1 findings remain; 2 the
 //! rotation could not do its job — including an interrupted run, which says how to resume).
 use super::common::ConnectionArgs;
+use super::progress::Bar;
 use anyhow::{Context, bail};
 use atrest::codec::chain::Transformers;
 use atrest::config::EncryptionConfig;
@@ -9,9 +10,7 @@ use atrest::kms::GrpcConnector;
 use atrest::report::ScanReport;
 use atrest::resource::{DEFAULT_PREFIX, GroupResource};
 use atrest::rotate::{self, ROTATE_SCHEMA, RotateOptions, RotateSummary};
-use atrest::scan::Progress;
 use serde::Serialize;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,60 +77,6 @@ struct RotateDoc<'a> {
     summary: &'a RotateSummary,
     /// The final `scan --verify` over the scope (null for a dry run or an interrupted run).
     verification: Option<&'a ScanReport>,
-}
-
-/// An indicatif bar on stderr (hidden when stderr is not a terminal).
-struct Bar(indicatif::ProgressBar);
-
-impl Bar {
-    fn new(enabled: bool, what: &str) -> Self {
-        if !enabled || !std::io::stderr().is_terminal() {
-            return Bar(indicatif::ProgressBar::hidden());
-        }
-        let pb = indicatif::ProgressBar::new_spinner();
-        let style = indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} objects ({per_sec}, {msg}) ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        pb.set_style(style);
-        pb.set_prefix(what.to_string());
-        pb.enable_steady_tick(std::time::Duration::from_millis(200));
-        Bar(pb)
-    }
-}
-
-/// Bytes are tracked beside the bar's position.
-struct BarProgress {
-    bar: Bar,
-    bytes: std::sync::atomic::AtomicU64,
-}
-
-impl Progress for BarProgress {
-    fn set_total(&self, keys: u64) {
-        self.bar.0.set_length(keys);
-    }
-    fn advance(&self, keys: u64, bytes: u64) {
-        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.bar.0.inc(keys);
-        self.bar
-            .0
-            .set_message(indicatif::HumanBytes(total).to_string());
-    }
-    fn message(&self, msg: &str) {
-        self.bar.0.suspend(|| eprintln!("{msg}"));
-    }
-}
-
-impl BarProgress {
-    fn new(enabled: bool, what: &str) -> Self {
-        BarProgress {
-            bar: Bar::new(enabled, what),
-            bytes: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-    fn finish(&self) {
-        self.bar.0.finish_and_clear();
-    }
 }
 
 pub fn run(a: RotateArgs) -> anyhow::Result<u8> {
@@ -208,10 +153,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
 
     let client = atrest::connect::connect(&resolved.connect).await?;
     let endpoints = resolved.connect.endpoints.clone();
-    let progress = BarProgress::new(
-        !a.no_progress,
-        if a.dry_run { "dry run" } else { "rotating" },
-    );
+    let progress = Bar::new(!a.no_progress, "objects");
     let summary = rotate::run_rotate(
         client.clone(),
         endpoints.clone(),
@@ -240,7 +182,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
     } else {
         let verify_transformers = Transformers::new(&config, &GrpcConnector)?;
         verify_transformers.prepare_kms().await?;
-        let vprog = BarProgress::new(!a.no_progress, "verifying");
+        let vprog = Bar::new(!a.no_progress, "objects verified");
         let report = rotate::verify(client, endpoints, verify_transformers, &opts, &vprog).await;
         vprog.finish();
         let report = report?;

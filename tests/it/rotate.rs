@@ -929,3 +929,87 @@ async fn cas_conflicts_are_reclassified_never_overwritten() {
     expect.insert(k_u.clone(), plaintext(&k_u, 0));
     assert_all_current(&etcd, &ta, &expect).await;
 }
+
+/// Into, within and out of KMS v2 with a real plugin process: one plugin Encrypt (one seed)
+/// per run, every value current under the plugin's current key id afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_into_within_and_out_of_kms_v2() {
+    use crate::common::kms::KmsPlugin;
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = KmsPlugin::builder().key_id("key-a").api("v2").start();
+    let (k1, k3) = (Prov::new("aescbc", "k1"), Prov::new("aesgcm", "k3"));
+    let head = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: {RESOURCES}\n    providers:\n"
+    );
+    let kms = plugin.provider_yaml("plug", "v2", 6);
+    let before = write_config(dir.path(), "before.yaml", &[&k1]);
+    let into = dir.path().join("into.yaml");
+    std::fs::write(&into, format!("{head}{kms}{}", k1.yaml())).expect("write");
+    let out_of = dir.path().join("out.yaml");
+    std::fs::write(&out_of, format!("{head}{}{kms}", k3.yaml())).expect("write");
+    let ks = keys("/registry", 450);
+    let expect = load(&etcd, &transformers(&before), &ks).await;
+
+    let check = |cfg: PathBuf| {
+        let expect = &expect;
+        let etcd = &etcd;
+        async move {
+            let t = transformers(&cfg);
+            t.prepare_kms().await.expect("plugin status");
+            assert_all_current(etcd, &t, expect).await;
+        }
+    };
+
+    // aescbc -> KMS v2 (key-a): one seed for the whole run.
+    let enc0 = plugin.stats().v2_encrypt;
+    rotate_cmd(&etcd, &into, "/registry")
+        .arg("--journal")
+        .arg(dir.path().join("j1.jsonl"))
+        .assert()
+        .code(0);
+    assert_eq!(
+        plugin.stats().v2_encrypt - enc0,
+        1,
+        "one plugin Encrypt per run"
+    );
+    check(into.clone()).await;
+
+    // The plugin's key changes: the same config now has a different target (key id), so the
+    // old journal is refused and a new one rotates everything to key-b.
+    plugin.set_key_id("key-b");
+    let out = rotate_cmd(&etcd, &into, "/registry")
+        .arg("--journal")
+        .arg(dir.path().join("j1.jsonl"))
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rotate_cmd(&etcd, &into, "/registry")
+        .arg("--journal")
+        .arg(dir.path().join("j2.jsonl"))
+        .args(["-o", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_out(&out)["this_run"]["rewritten"], ks.len() as u64);
+    check(into.clone()).await;
+
+    // KMS v2 -> aesgcm.
+    rotate_cmd(&etcd, &out_of, "/registry")
+        .arg("--journal")
+        .arg(dir.path().join("j3.jsonl"))
+        .assert()
+        .code(0);
+    check(out_of.clone()).await;
+    journal_hygiene(&dir.path().join("j3.jsonl"), &[&k1, &k3]);
+}
