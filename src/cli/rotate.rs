@@ -34,8 +34,9 @@ pub struct RotateArgs {
     /// kube-apiserver's --etcd-prefix.
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
-    /// Only this group/resource (`secrets`, `deployments.apps`, `widgets.example.com`); repeatable.
-    #[arg(long = "resource", value_name = "GROUP_RESOURCE")]
+    /// Only these resources, as the config names them (`secrets`, `deployments.apps`,
+    /// `widgets.example.com`); repeat or comma-separate.
+    #[arg(long = "resource", value_name = "GROUP_RESOURCE", value_delimiter = ',', num_args = 1..)]
     pub resources: Vec<String>,
     /// Rewrites per etcd transaction (default: --max-txn-ops).
     #[arg(long, value_name = "N")]
@@ -122,11 +123,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
     if a.dry_run && a.journal.is_some() {
         eprintln!("note: --dry-run writes nothing; the journal is neither created nor read");
     }
-    let resources: Vec<GroupResource> = a
-        .resources
-        .iter()
-        .map(|s| GroupResource::parse(s))
-        .collect();
+    let resources = parse_resources(&a.resources)?;
 
     let config = EncryptionConfig::load(&config_path)?;
     let transformers = Transformers::new(&config, &GrpcConnector)
@@ -239,6 +236,23 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(code)
+}
+
+/// `--resource` values as scan takes them: exact group/resources, no wildcards, deduplicated.
+fn parse_resources(list: &[String]) -> anyhow::Result<Vec<GroupResource>> {
+    let mut out = Vec::new();
+    for item in list.iter().map(|s| s.trim()) {
+        if item.is_empty() || item.contains('/') || item.contains('*') {
+            bail!(
+                "--resource {item:?}: give a resource as the config names it, e.g. secrets or deployments.apps"
+            );
+        }
+        let gr = GroupResource::parse(item);
+        if !out.contains(&gr) {
+            out.push(gr);
+        }
+    }
+    Ok(out)
 }
 
 /// First Ctrl-C: stop after the batches in flight. Second: exit at once (still safe: every

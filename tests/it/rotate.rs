@@ -827,6 +827,9 @@ async fn throughput_20k() {
             .arg("--encryption-provider-config")
             .arg(&after)
             .args(["--prefix", "/registry", "--no-progress"]);
+        if let Ok(extra) = std::env::var("ATREST_BENCH_ARGS") {
+            cmd.args(extra.split_whitespace());
+        }
     }
     let out = cmd
         .arg("--journal")
