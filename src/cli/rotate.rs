@@ -161,7 +161,18 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
     )
     .await;
     progress.finish();
-    let summary = summary?;
+    let summary = summary.map_err(|e| match (&e, &opts.journal) {
+        (
+            rotate::RotateError::Etcd { .. }
+            | rotate::RotateError::Source(_)
+            | rotate::RotateError::Internal(_),
+            Some(j),
+        ) => anyhow::anyhow!(
+            "{e}\nThe journal {} lists every committed batch: fix the cause, then rerun the same command to resume.",
+            j.display()
+        ),
+        _ => anyhow::Error::new(e),
+    })?;
 
     let skipped_now = summary.this_run.skipped_unknown_key
         + summary.this_run.skipped_undecryptable
@@ -213,14 +224,15 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
                 summary: &summary,
                 verification: report.as_ref(),
             };
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            print_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
         }
         RotateOutput::Table => {
-            print!("{}", render_table(&prefix, &resources, &summary));
+            let mut text = render_table(&prefix, &resources, &summary);
             if let Some(r) = &report {
-                println!("\nVerification (scan --verify over the scope):");
-                print!("{}", r.render_table());
+                text.push_str("\nVerification (scan --verify over the scope):\n");
+                text.push_str(&r.render_table());
             }
+            print_stdout(&text)?;
         }
     }
     if summary.interrupted {
@@ -236,6 +248,16 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(code)
+}
+
+/// Print to stdout; a closed pipe (`| head`) is not an error worth a message.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// `--resource` values as scan takes them: exact group/resources, no wildcards, deduplicated.
