@@ -148,20 +148,96 @@ pub async fn connect(opts: &ConnectOptions) -> Result<etcd_client::Client, Conne
     }
 
     let dial = non_zero(opts.dial_timeout, Duration::from_secs(2));
+    if endpoints.len() == 1 {
+        return probe(endpoints.clone(), options, dial)
+            .await
+            .map_err(|e| e.describe(&ctx));
+    }
+    // etcd-client balances over all endpoints and fails a request when the member it picked is
+    // down; etcdctl tolerates dead members. Probe each endpoint and keep those that answer.
+    let mut probes = tokio::task::JoinSet::new();
+    for (i, ep) in endpoints.iter().enumerate() {
+        let (ep, options) = (ep.clone(), options.clone());
+        probes.spawn(async move { (i, probe(vec![ep], options, dial).await) });
+    }
+    let mut results: Vec<(usize, Result<etcd_client::Client, ProbeError>)> = Vec::new();
+    while let Some(joined) = probes.join_next().await {
+        if let Ok(r) = joined {
+            results.push(r);
+        }
+    }
+    results.sort_by_key(|(i, _)| *i);
+    let mut live = Vec::new();
+    let mut failures: Vec<ConnectError> = Vec::new();
+    for (i, r) in results {
+        let Some(ep) = endpoints.get(i) else { continue };
+        match r {
+            Ok(_) => live.push(ep.clone()),
+            Err(e) => {
+                let one = ErrorContext {
+                    endpoints: vec![ep.clone()],
+                    ..ctx.clone()
+                };
+                failures.push(e.describe(&one));
+            }
+        }
+    }
+    if live.is_empty() {
+        if failures.len() == 1 {
+            return Err(failures.remove(0));
+        }
+        let each: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+        return Err(ConnectError::Failed(format!(
+            "no etcd endpoint answered: {}",
+            each.join("; ")
+        )));
+    }
+    for f in &failures {
+        tracing::warn!("skipping an etcd endpoint: {f}");
+    }
+    let live_ctx = ErrorContext {
+        endpoints: live.clone(),
+        ..ctx.clone()
+    };
+    probe(live, options, dial)
+        .await
+        .map_err(|e| e.describe(&live_ctx))
+}
+
+/// Why one connection attempt failed.
+enum ProbeError {
+    Etcd(etcd_client::Error),
+    Timeout(Duration),
+}
+
+impl ProbeError {
+    fn describe(&self, ctx: &ErrorContext) -> ConnectError {
+        match self {
+            ProbeError::Etcd(e) => describe_error(e, ctx, "connect"),
+            ProbeError::Timeout(dial) => ConnectError::Unreachable(format!(
+                "no answer from etcd at {} within --dial-timeout {}: is etcd listening there and \
+                 reachable (firewall, port)? On a slow network raise --dial-timeout",
+                ctx.endpoints_text(),
+                humantime::format_duration(*dial)
+            )),
+        }
+    }
+}
+
+/// Connect (and log in) and make one status call, all within `dial`.
+async fn probe(
+    endpoints: Vec<String>,
+    options: etcd_client::ConnectOptions,
+    dial: Duration,
+) -> Result<etcd_client::Client, ProbeError> {
     let attempt = async {
         let mut client = etcd_client::Client::connect(&endpoints, Some(options)).await?;
         client.status().await?;
         Ok::<_, etcd_client::Error>(client)
     };
     match tokio::time::timeout(dial, attempt).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(describe_error(&e, &ctx, "connect")),
-        Err(_) => Err(ConnectError::Unreachable(format!(
-            "no answer from etcd at {} within --dial-timeout {}: is etcd listening there and reachable \
-             (firewall, port)? On a slow network raise --dial-timeout",
-            ctx.endpoints_text(),
-            humantime::format_duration(dial)
-        ))),
+        Ok(r) => r.map_err(ProbeError::Etcd),
+        Err(_) => Err(ProbeError::Timeout(dial)),
     }
 }
 
@@ -254,10 +330,35 @@ fn describe_tls(detail: &str, message: &str, ctx: &ErrorContext) -> Option<Strin
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "(none)".into());
-    if detail.contains("UnknownIssuer")
-        || detail.contains("BadSignature")
-        || detail.contains("UnknownCA")
+    if ctx.endpoints.iter().all(|e| e.starts_with("http://"))
+        && looks_like_closed_after_handshake(detail)
     {
+        return Some(format!(
+            "{eps} closed the connection: if etcd serves TLS, use https:// endpoints"
+        ));
+    }
+    if detail.contains("tls handshake eof")
+        || detail.contains("InvalidContentType")
+        || detail.contains("CorruptMessage")
+        || detail.contains("InvalidMessage")
+    {
+        return Some(format!(
+            "TLS handshake with {eps} failed ({message}): the server does not speak TLS there; if it \
+             is plain http, use http:// with --insecure-transport (never in production)"
+        ));
+    }
+    // An alert *received* is etcd complaining about our side: the client certificate.
+    let alert_from_server = detail.contains("received fatal alert");
+    if detail.contains("CertificateRequired")
+        || (ctx.cert.is_none() && (alert_from_server || looks_like_closed_after_handshake(detail)))
+    {
+        return Some(format!(
+            "etcd at {eps} closed the connection during the TLS handshake: etcd requires a client \
+             certificate: pass --cert and --key (kubeadm: /etc/kubernetes/pki/apiserver-etcd-client.crt \
+             and .key)"
+        ));
+    }
+    if !alert_from_server && (detail.contains("UnknownIssuer") || detail.contains("BadSignature")) {
         return Some(format!(
             "TLS handshake with {eps} failed: the server certificate is not signed by --cacert {ca}; \
              pass the CA that signed etcd's server certificate (kubeadm: /etc/kubernetes/pki/etcd/ca.crt)"
@@ -293,44 +394,13 @@ fn describe_tls(detail: &str, message: &str, ctx: &ErrorContext) -> Option<Strin
              ({message}); renew it (kubeadm certs renew) or check the clock"
         ));
     }
-    if detail.contains("CertificateRequired")
-        || (ctx.cert.is_none() && looks_like_closed_after_handshake(detail))
-    {
-        return Some(format!(
-            "etcd at {eps} closed the connection during the TLS handshake: etcd requires a client \
-             certificate: pass --cert and --key (kubeadm: /etc/kubernetes/pki/apiserver-etcd-client.crt \
-             and .key)"
-        ));
-    }
     if let Some(cert) = &ctx.cert
-        && (detail.contains("BadCertificate") || looks_like_closed_after_handshake(detail))
+        && (alert_from_server || looks_like_closed_after_handshake(detail))
     {
-        if ctx.endpoints.iter().all(|e| e.starts_with("http://")) {
-            return Some(format!(
-                "{eps} closed the connection: if etcd serves TLS, use https:// endpoints"
-            ));
-        }
         return Some(format!(
             "etcd at {eps} rejected the client certificate --cert {}: it must be signed by a CA in \
              etcd's --trusted-ca-file, be currently valid and allow client authentication",
             cert.display()
-        ));
-    }
-    if ctx.endpoints.iter().all(|e| e.starts_with("http://"))
-        && looks_like_closed_after_handshake(detail)
-    {
-        return Some(format!(
-            "{eps} closed the connection: if etcd serves TLS, use https:// endpoints"
-        ));
-    }
-    if detail.contains("tls handshake eof")
-        || detail.contains("InvalidContentType")
-        || detail.contains("CorruptMessage")
-        || detail.contains("InvalidMessage")
-    {
-        return Some(format!(
-            "TLS handshake with {eps} failed ({message}): the server does not speak TLS there; if it \
-             is plain http, use http:// with --insecure-transport (never in production)"
         ));
     }
     if detail.contains("invalid peer certificate") || detail.contains("InvalidCertificate") {

@@ -1,10 +1,46 @@
 //! Live etcd source: paginated ranges under the storage prefix, pinned to one revision, that
 //! continue at a fresh revision (and say so) if the pinned one is compacted mid-scan.
+//!
+//! A spawned task fetches pages ahead of the consumer through a channel of one page, so the
+//! network round trip overlaps with classification and at most three pages are alive at once
+//! (the one being processed, the one queued, the one being fetched): memory stays flat
+//! whatever the keyspace size. Keys and values are raw bytes throughout.
+use std::time::Duration;
+
+use etcd_client::{GetOptions, KvClient};
+use tokio::sync::mpsc;
+
 use super::{KvSource, RawKv, SourceError, SourceKind};
+use crate::connect::{ErrorContext, describe_error, kv_client};
+
+/// Attempts for a page that fails with a transient error (leader change, connection blip).
+const PAGE_ATTEMPTS: u32 = 4;
+/// First retry delay, doubled each attempt.
+const RETRY_BASE: Duration = Duration::from_millis(250);
 
 /// Streams `prefix` from a live etcd in pages of `page_size` keys.
 pub struct EtcdSource {
-    // D1
+    kv: KvClient,
+    endpoints: Vec<String>,
+    prefix: Vec<u8>,
+    range_end: Vec<u8>,
+    start_after: Option<Vec<u8>>,
+    page_size: i64,
+    /// Pinned revision (0 until the first response or `estimate`).
+    revision: i64,
+    notes: Vec<String>,
+    pages: Option<mpsc::Receiver<Result<Page, SourceError>>>,
+    fetcher: Option<tokio::task::JoinHandle<()>>,
+    done: bool,
+}
+
+/// One page as the fetch task hands it over.
+struct Page {
+    kvs: Vec<RawKv>,
+    /// The revision this page was read at.
+    revision: i64,
+    /// Set when this page starts a continuation after a compaction.
+    note: Option<String>,
 }
 
 impl EtcdSource {
@@ -17,31 +53,336 @@ impl EtcdSource {
         start_after: Option<Vec<u8>>,
         page_size: i64,
     ) -> Self {
-        todo!(
-            "D1 {} {} {} {:?} {page_size}",
-            std::any::type_name_of_val(&client),
-            endpoints.len(),
-            prefix.len(),
-            start_after
-        )
+        let range_end = prefix_end(&prefix);
+        EtcdSource {
+            kv: kv_client(&client),
+            endpoints,
+            prefix,
+            range_end,
+            start_after,
+            page_size: page_size.max(1),
+            revision: 0,
+            notes: Vec::new(),
+            pages: None,
+            fetcher: None,
+            done: false,
+        }
+    }
+
+    /// Accept responses up to `bytes` (default [`crate::connect::MAX_RESPONSE_BYTES`]); a page
+    /// larger than that is fetched again with half as many keys.
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.kv = self.kv.clone().max_decoding_message_size(bytes);
+        self
+    }
+
+    /// The first key to read: right after `start_after` when resuming, else the prefix.
+    fn first_key(&self) -> Vec<u8> {
+        match &self.start_after {
+            Some(after) if after.as_slice() >= self.prefix.as_slice() => key_after(after),
+            _ => self.prefix.clone(),
+        }
+    }
+
+    fn start_fetcher(&mut self) {
+        let (tx, rx) = mpsc::channel(1);
+        let fetch = Fetch {
+            kv: self.kv.clone(),
+            ctx: ErrorContext {
+                endpoints: self.endpoints.clone(),
+                ..Default::default()
+            },
+            prefix: self.prefix.clone(),
+            range_end: self.range_end.clone(),
+            next_key: self.first_key(),
+            last_key: None,
+            limit: self.page_size,
+            revision: self.revision,
+        };
+        self.fetcher = Some(tokio::spawn(fetch.run(tx)));
+        self.pages = Some(rx);
+    }
+}
+
+impl Drop for EtcdSource {
+    fn drop(&mut self) {
+        if let Some(task) = self.fetcher.take() {
+            task.abort();
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl KvSource for EtcdSource {
     fn kind(&self) -> SourceKind {
-        todo!("D1")
+        SourceKind::Etcd {
+            endpoints: self.endpoints.clone(),
+        }
     }
+
     fn revision(&self) -> i64 {
-        todo!("D1")
+        self.revision
     }
+
+    /// A count-only range; before the scan starts it also pins the revision the scan reads
+    /// at, so the estimate and the scan agree.
     async fn estimate(&mut self) -> Result<Option<u64>, SourceError> {
-        todo!("D1")
+        let mut opts = GetOptions::new()
+            .with_range(self.range_end.clone())
+            .with_count_only();
+        if self.revision > 0 {
+            opts = opts.with_revision(self.revision);
+        }
+        let ctx = ErrorContext {
+            endpoints: self.endpoints.clone(),
+            ..Default::default()
+        };
+        let resp = self
+            .kv
+            .get(self.first_key(), Some(opts))
+            .await
+            .map_err(|e| source_error(&e, &ctx, &self.prefix))?;
+        if self.revision == 0 && self.pages.is_none() {
+            self.revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        Ok(u64::try_from(resp.count()).ok())
     }
+
     async fn next_batch(&mut self) -> Result<Option<Vec<RawKv>>, SourceError> {
-        todo!("D1")
+        if self.done {
+            return Ok(None);
+        }
+        if self.pages.is_none() {
+            self.start_fetcher();
+        }
+        let Some(rx) = self.pages.as_mut() else {
+            return Ok(None);
+        };
+        match rx.recv().await {
+            Some(Ok(page)) => {
+                self.revision = page.revision;
+                if let Some(note) = page.note {
+                    self.notes.push(note);
+                }
+                Ok(Some(page.kvs))
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            None => {
+                self.done = true;
+                Ok(None)
+            }
+        }
     }
+
     fn notes(&self) -> Vec<String> {
-        todo!("D1")
+        self.notes.clone()
+    }
+}
+
+/// The state of the background page fetcher.
+struct Fetch {
+    kv: KvClient,
+    ctx: ErrorContext,
+    prefix: Vec<u8>,
+    range_end: Vec<u8>,
+    /// Where the next page starts (inclusive).
+    next_key: Vec<u8>,
+    /// The last key handed to the consumer (the continuation point after a compaction).
+    last_key: Option<Vec<u8>>,
+    limit: i64,
+    /// Pinned revision; 0 = take the latest with the first page.
+    revision: i64,
+}
+
+impl Fetch {
+    async fn run(mut self, tx: mpsc::Sender<Result<Page, SourceError>>) {
+        let mut pending_note = None;
+        loop {
+            let resp = match self.fetch_page().await {
+                Ok(r) => r,
+                Err(PageError::Compacted) => {
+                    // Our pinned revision is gone: read the rest at the current one, starting
+                    // exactly where we stopped, so no key is read twice or skipped.
+                    let old = self.revision;
+                    self.revision = 0;
+                    match self.fetch_page().await {
+                        Ok(r) => {
+                            let new = r.header().map(|h| h.revision()).unwrap_or(0);
+                            let from = self.last_key.as_deref().unwrap_or(&self.next_key);
+                            pending_note = Some(format!(
+                                "revision {old} was compacted during the scan; continued at {new} from key {}",
+                                String::from_utf8_lossy(from)
+                            ));
+                            r
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(self.error(e))).await;
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(self.error(e))).await;
+                    return;
+                }
+            };
+            let mut resp = resp;
+            if self.revision == 0 {
+                self.revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            let more = resp.more();
+            let kvs: Vec<RawKv> = resp.take_kvs().into_iter().map(raw_kv).collect();
+            let Some(last) = kvs.last() else {
+                return; // nothing (more) in range
+            };
+            self.next_key = key_after(&last.key);
+            self.last_key = Some(last.key.clone());
+            let page = Page {
+                kvs,
+                revision: self.revision,
+                note: pending_note.take(),
+            };
+            if tx.send(Ok(page)).await.is_err() {
+                return; // the consumer went away
+            }
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// One range request, retried on transient errors and shrunk when the page is larger
+    /// than the response limit.
+    async fn fetch_page(&mut self) -> Result<etcd_client::GetResponse, PageError> {
+        let mut attempt = 0;
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(self.range_end.clone())
+                .with_limit(self.limit);
+            if self.revision > 0 {
+                opts = opts.with_revision(self.revision);
+            }
+            let err = match self.kv.get(self.next_key.clone(), Some(opts)).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            let (code, message) = match &err {
+                etcd_client::Error::GRpcStatus(s) => (Some(s.code()), s.message().to_string()),
+                other => (None, other.to_string()),
+            };
+            if message.contains("required revision has been compacted") {
+                return Err(PageError::Compacted);
+            }
+            if message.contains("message length too large") && self.limit > 1 {
+                // A page of big values (up to 1.5 MiB each) exceeded the response limit.
+                self.limit = (self.limit / 2).max(1);
+                continue;
+            }
+            let transient = matches!(
+                code,
+                Some(tonic::Code::Unavailable)
+                    | Some(tonic::Code::DeadlineExceeded)
+                    | Some(tonic::Code::Aborted)
+            ) && !message.contains("invalid peer certificate");
+            attempt += 1;
+            if !transient || attempt >= PAGE_ATTEMPTS {
+                return Err(PageError::Etcd(err));
+            }
+            tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt - 1)).await;
+        }
+    }
+
+    fn error(&self, e: PageError) -> SourceError {
+        match e {
+            PageError::Etcd(e) => source_error(&e, &self.ctx, &self.prefix),
+            PageError::Compacted => SourceError(format!(
+                "etcd at {}: reading {} failed: the revision was compacted again while continuing",
+                self.ctx.endpoints.join(","),
+                String::from_utf8_lossy(&self.prefix)
+            )),
+        }
+    }
+}
+
+enum PageError {
+    Compacted,
+    Etcd(etcd_client::Error),
+}
+
+/// A range failure, with a permission-specific hint (the user is unknown here).
+fn source_error(e: &etcd_client::Error, ctx: &ErrorContext, prefix: &[u8]) -> SourceError {
+    let prefix = String::from_utf8_lossy(prefix);
+    let permission = matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::PermissionDenied)
+        || e.to_string().contains("permission denied");
+    if permission {
+        return SourceError(format!(
+            "etcd at {} denied reading {prefix}: the etcd user (or the client certificate's CN when \
+             no --user is given) needs read permission on it (etcdctl role grant-permission ROLE \
+             read {prefix} --prefix)",
+            ctx.endpoints.join(",")
+        ));
+    }
+    SourceError(describe_error(e, ctx, &format!("reading {prefix}")).to_string())
+}
+
+fn raw_kv(kv: etcd_client::KeyValue) -> RawKv {
+    let (create_revision, mod_revision, version, lease) = (
+        kv.create_revision(),
+        kv.mod_revision(),
+        kv.version(),
+        kv.lease(),
+    );
+    let (key, value) = kv.into_key_value();
+    RawKv {
+        key,
+        value,
+        create_revision,
+        mod_revision,
+        version,
+        lease,
+    }
+}
+
+/// The smallest key greater than `key` (`key + "\0"`).
+fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
+/// The end of the range covering every key starting with `prefix` (etcd's `GetPrefixRangeEnd`):
+/// the prefix with its last byte below 0xff incremented; `"\0"` (all keys) if there is none.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_matches_etcd() {
+        assert_eq!(prefix_end(b"/registry/"), b"/registry0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+        assert_eq!(prefix_end(b""), vec![0]);
+    }
+
+    #[test]
+    fn key_after_is_the_immediate_successor() {
+        assert_eq!(key_after(b"/a"), b"/a\0".to_vec());
+        assert!(key_after(b"/a").as_slice() > b"/a".as_slice());
+        assert!(key_after(b"/a").as_slice() < b"/a\0\0".as_slice());
     }
 }
