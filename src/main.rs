@@ -27,8 +27,7 @@ fn install_panic_hook() {
             .unwrap_or_else(|| "an unknown location".to_string());
         eprintln!(
             "error: atrest hit an internal error at {at} (a bug: please report it). \
-             Nothing more is printed so that no stored value can leak; nothing was left half-written \
-             beyond what the journal records."
+             Nothing more is printed, so that no stored value can leak."
         );
         std::process::exit(i32::from(atrest::exit::ERROR));
     }));
