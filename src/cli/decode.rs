@@ -136,6 +136,13 @@ struct ConfigVerdict {
     entry_provider: Option<String>,
     entry_name: Option<String>,
     stale: Option<bool>,
+    /// Several entries' prefixes match the value (overlapping key names): without `--verify`
+    /// `entry`/`stale` are only the first candidate's.
+    ambiguous: bool,
+    /// Verified through aescbc (no MAC) while another entry shares the prefix: the decrypted
+    /// bytes may come from the wrong key (garbage). Present only after a successful read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unauthenticated_overlap: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -224,12 +231,14 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
             provider,
             name,
             stale_hint,
+            ambiguous,
             ..
         } => {
             verdict.entry = Some(*index);
             verdict.entry_provider = Some(provider.to_string());
             verdict.entry_name = name.clone();
             verdict.stale = Some(*stale_hint);
+            verdict.ambiguous = *ambiguous;
             false
         }
         Identified::Unknown { .. } => true,
@@ -246,7 +255,11 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
                 verdict.entry_provider = Some(outcome.provider.to_string());
                 verdict.entry_name = outcome.name.clone();
                 verdict.stale = Some(outcome.stale);
+                verdict.unauthenticated_overlap = Some(outcome.unauthenticated_overlap);
                 report.verified = true;
+                if outcome.unauthenticated_overlap {
+                    eprintln!("warning: {OVERLAP_WARNING}");
+                }
                 if a.show_plaintext {
                     summary_to_stderr(&verdict);
                     return write_plaintext(outcome.plaintext.expose());
@@ -269,6 +282,11 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
     report.config = Some(verdict);
     finish(&a, &report)
 }
+
+/// Why a successful aescbc read with an overlapping prefix proves little.
+const OVERLAP_WARNING: &str = "another configured aescbc key shares this value's prefix and aescbc has \
+     no MAC: a wrong key passes the padding check about once in 256 values, so the decrypted \
+     bytes may be garbage. Give every key a unique name that is not a prefix of another";
 
 fn read_value(a: &DecodeArgs) -> anyhow::Result<Vec<u8>> {
     let raw = match a.file.as_deref() {
@@ -447,6 +465,21 @@ fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
                 row(out, "matched entry", &format!("{i}: {p}{name}"))?;
             }
             _ => row(out, "matched entry", "none")?,
+        }
+        if c.ambiguous {
+            let how = if r.verified {
+                "the read above settled which one opens it"
+            } else {
+                "the entry and staleness above are only the first candidate's; --verify to decrypt"
+            };
+            row(
+                out,
+                "ambiguous",
+                &format!("yes: several entries share this prefix, {how}"),
+            )?;
+        }
+        if c.unauthenticated_overlap == Some(true) {
+            row(out, "warning", OVERLAP_WARNING)?;
         }
         if let Some(s) = c.stale {
             let judged = if r.verified {
