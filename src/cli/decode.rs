@@ -19,6 +19,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use zeroize::Zeroizing;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeOutput {
@@ -288,37 +289,38 @@ const OVERLAP_WARNING: &str = "another configured aescbc key shares this value's
      no MAC: a wrong key passes the padding check about once in 256 values, so the decrypted \
      bytes may be garbage. Give every key a unique name that is not a prefix of another";
 
-fn read_value(a: &DecodeArgs) -> anyhow::Result<Vec<u8>> {
+/// The value's bytes. A stored value may be a plaintext Secret, so every buffer holding it
+/// (raw input, whitespace-stripped text, decoded bytes) is wiped on drop.
+fn read_value(a: &DecodeArgs) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let raw = match a.file.as_deref() {
         None => read_stdin()?,
         Some(p) if p.as_os_str() == "-" => read_stdin()?,
-        Some(p) => {
-            std::fs::read(p).with_context(|| format!("reading the value from {}", p.display()))?
-        }
+        Some(p) => Zeroizing::new(
+            std::fs::read(p).with_context(|| format!("reading the value from {}", p.display()))?,
+        ),
+    };
+    let stripped = || -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(
+            raw.iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect(),
+        )
     };
     match a.input {
         InputEncoding::Raw => Ok(raw),
-        InputEncoding::Base64 => {
-            let text: Vec<u8> = raw
-                .into_iter()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(&text)
-                .context("--input base64: the value is not valid standard base64")
-        }
-        InputEncoding::Hex => {
-            let text: Vec<u8> = raw
-                .into_iter()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
-            hex::decode(&text).context("--input hex: the value is not valid hex")
-        }
+        InputEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(&*stripped())
+            .map(Zeroizing::new)
+            .context("--input base64: the value is not valid standard base64"),
+        InputEncoding::Hex => hex::decode(&*stripped())
+            .map(Zeroizing::new)
+            .context("--input hex: the value is not valid hex"),
     }
 }
 
-fn read_stdin() -> anyhow::Result<Vec<u8>> {
-    let mut buf = Vec::new();
+fn read_stdin() -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
     std::io::stdin()
         .lock()
         .read_to_end(&mut buf)
