@@ -163,7 +163,8 @@ impl Classifier {
         Classifier {
             prefix: prefix.to_string(),
             transformers,
-            // Without keys there is nothing to verify with.
+            // Without a config there are no keys to verify with: `verify` is then ignored
+            // (see `verifies`).
             verify,
         }
     }
@@ -247,11 +248,19 @@ pub fn judge_without_config(is_object: bool, class: ValueClass) -> Verdict {
         },
         ValueClass::Encrypted(info) => {
             let kms_key_id = info.kms_v2.as_ref().map(|k| k.key_id.clone());
+            let detail = match (info.provider, &kms_key_id) {
+                (None, _) => Some(format!(
+                    "unrecognised provider {:?} in the k8s:enc: prefix",
+                    info.provider_label
+                )),
+                (Some(_), Some(id)) => Some(format!("keyID {id}")),
+                (Some(_), None) => None,
+            };
             Verdict {
-                provider: info.provider.map_or("unknown", |p| p.report_name()),
+                provider: info.provider.map(|p| p.report_name()).unwrap_or("unknown"),
                 key_name: info.name,
                 status: Status::Encrypted,
-                detail: kms_key_id.as_ref().map(|id| format!("keyID {id}")),
+                detail,
                 kms_key_id,
             }
         }
@@ -286,6 +295,10 @@ async fn judge_with_chain(
             if verify {
                 let read = chain.read(etcd_key, value).await;
                 judge_read(&writer, provider, name, kms_v2, read)
+            } else if let Some(err) = kms_v2_malformed(provider, name.as_deref(), value) {
+                // Nobody can read an EncryptedObject that fails upstream's validation; saying
+                // so needs no key and no plugin call, so it is reported even without --verify.
+                judge_read(&writer, provider, name, kms_v2, Err(err))
             } else {
                 judge_matched(&writer, index, provider, name, kms_v2, stale_hint)
             }
@@ -301,6 +314,21 @@ async fn judge_with_chain(
             }
         }
     }
+}
+
+/// For a KMS v2 value: the `malformed` error if its EncryptedObject does not parse or fails
+/// upstream's validation (checked locally, no plugin involved).
+fn kms_v2_malformed(
+    provider: ProviderKind,
+    name: Option<&str>,
+    value: &[u8],
+) -> Option<DecryptError> {
+    if provider != ProviderKind::KmsV2 {
+        return None;
+    }
+    let prefix_len = ProviderKind::KmsV2.prefix().len() + name.map_or(0, str::len) + 1;
+    let payload = value.get(prefix_len..)?;
+    crate::codec::kmsv2::parse_object(payload).err()
 }
 
 /// The write target of a chain, for messages.

@@ -617,6 +617,17 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_keys_never_panic(key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), prefix in "[a-z/]{0,12}") {
+            let info = parse_key(&prefix, &key);
+            // A resource is always a single key segment.
+            if let Some(gr) = info.gr {
+                proptest::prop_assert!(!gr.resource.contains('/'));
+            }
+        }
+    }
+
     #[test]
     fn filters() {
         let secrets = GroupResource::new("", "secrets");

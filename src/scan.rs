@@ -68,13 +68,8 @@ pub async fn run_scan(
     }
 
     let mut agg = Aggregator::new(opts.list_all);
-    // The revision the scan is pinned to: the one the first page was read at.
-    let mut revision = 0i64;
     let mut pending = source.next_batch().await?;
     while let Some(batch) = pending.take() {
-        if revision == 0 {
-            revision = source.revision();
-        }
         // Fetch the next page while this one is judged: the network and the CPU overlap.
         let (next, records) = tokio::join!(
             source.next_batch(),
@@ -87,9 +82,9 @@ pub async fn run_scan(
         }
         pending = next?;
     }
-    if revision == 0 {
-        revision = source.revision();
-    }
+    // The revision the data is pinned to; if the source had to continue at a fresh revision
+    // (compaction mid-scan) this is the fresh one, and its notes say where that happened.
+    let revision = source.revision();
 
     let mut notes = source.notes();
     let history = if opts.history {
@@ -142,8 +137,16 @@ async fn judge_batch(
         .await
 }
 
+/// `--resource` matching in the config's syntax: `secrets`, `deployments.apps`, `*.apps`
+/// (a group), `*.` (the core group), `*.*`.
 fn selected(gr: Option<&GroupResource>, resources: &[GroupResource]) -> bool {
-    resources.is_empty() || gr.is_some_and(|g| resources.contains(g))
+    resources.is_empty()
+        || gr.is_some_and(|g| {
+            resources.iter().any(|f| {
+                (f.group == "*" || f.group == g.group)
+                    && (f.resource == "*" || f.resource == g.resource)
+            })
+        })
 }
 
 fn batch_bytes(batch: &[RawKv]) -> u64 {
@@ -494,6 +497,188 @@ mod tests {
         assert_eq!(h.keys[1].key, "/r/secrets/c");
     }
 
+    /// A small in-memory source over hand-made values (a unit test of the engine, not of etcd).
+    struct MemSource {
+        batches: Vec<Vec<RawKv>>,
+        history: Vec<Vec<RawKv>>,
+        with_history: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl KvSource for MemSource {
+        fn kind(&self) -> SourceKind {
+            SourceKind::Snapshot {
+                path: "mem.db".into(),
+            }
+        }
+        fn revision(&self) -> i64 {
+            42
+        }
+        async fn estimate(&mut self) -> Result<Option<u64>, SourceError> {
+            Ok(Some(self.batches.iter().map(|b| b.len() as u64).sum()))
+        }
+        async fn next_batch(&mut self) -> Result<Option<Vec<RawKv>>, SourceError> {
+            Ok((!self.batches.is_empty()).then(|| self.batches.remove(0)))
+        }
+        fn notes(&self) -> Vec<String> {
+            vec!["from memory".into()]
+        }
+        fn supports_history(&self) -> bool {
+            self.with_history
+        }
+        async fn next_history_batch(&mut self) -> Result<Option<Vec<RawKv>>, SourceError> {
+            Ok((!self.history.is_empty()).then(|| self.history.remove(0)))
+        }
+    }
+
+    fn kv(key: &str, value: &[u8], rev: i64) -> RawKv {
+        RawKv {
+            key: key.as_bytes().to_vec(),
+            value: value.to_vec(),
+            create_revision: rev,
+            mod_revision: rev,
+            version: 1,
+            lease: 0,
+        }
+    }
+
+    #[derive(Default)]
+    struct Counting {
+        total: std::sync::atomic::AtomicU64,
+        keys: std::sync::atomic::AtomicU64,
+        bytes: std::sync::atomic::AtomicU64,
+    }
+    impl Progress for Counting {
+        fn set_total(&self, keys: u64) {
+            self.total.store(keys, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn advance(&self, keys: u64, bytes: u64) {
+            self.keys
+                .fetch_add(keys, std::sync::atomic::Ordering::Relaxed);
+            self.bytes
+                .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    const CONFIG: &str = r#"
+apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - aescbc:
+          keys:
+            - name: new
+              secret: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
+            - name: old
+              secret: ERERERERERERERERERERERERERERERERERERERERERE=
+      - identity: {}
+"#;
+
+    fn engine_source(with_history: bool) -> MemSource {
+        let plain = b"k8s\x00\x0a\x0c\x0a\x02v1\x12\x06Secret";
+        let mut newv = b"k8s:enc:aescbc:v1:new:".to_vec();
+        newv.extend_from_slice(&[0u8; 32]);
+        let mut oldv = b"k8s:enc:aescbc:v1:old:".to_vec();
+        oldv.extend_from_slice(&[0u8; 32]);
+        let mut gone = b"k8s:enc:aescbc:v1:gone:".to_vec();
+        gone.extend_from_slice(&[0u8; 32]);
+        MemSource {
+            batches: vec![
+                vec![
+                    kv("/registry/configmaps/ns/a", plain, 3),
+                    kv("/registry/secrets/ns/a", &newv, 4),
+                ],
+                vec![
+                    kv("/registry/secrets/ns/b", &oldv, 5),
+                    kv("/registry/secrets/ns/c", plain, 6),
+                    kv("/registry/secrets/ns/d", &gone, 7),
+                ],
+            ],
+            history: vec![vec![
+                kv("/registry/secrets/ns/a", plain, 1),
+                kv("/registry/secrets/ns/a", &oldv, 2),
+                kv("/registry/secrets/ns/b", &newv, 2),
+            ]],
+            with_history,
+        }
+    }
+
+    fn engine_classifier() -> Classifier {
+        let cfg = crate::config::EncryptionConfig::parse(CONFIG, "test").unwrap();
+        let t = crate::codec::chain::Transformers::new(&cfg, &crate::kms::GrpcConnector).unwrap();
+        Classifier::new("/registry", Some(t), false)
+    }
+
+    #[tokio::test]
+    async fn engine_end_to_end_in_memory() {
+        let mut src = engine_source(true);
+        let progress = Counting::default();
+        let opts = ScanOptions {
+            history: true,
+            prefix: "/registry".into(),
+            config_path: Some("enc.yaml".into()),
+            ..Default::default()
+        };
+        let r = run_scan(&mut src, &engine_classifier(), &opts, &progress)
+            .await
+            .unwrap();
+        assert_eq!(r.source.kind, "snapshot");
+        assert_eq!(r.source.revision, 42);
+        assert_eq!(r.summary.objects, 5);
+        let st: Vec<(&str, Status)> = r
+            .objects
+            .iter()
+            .map(|o| (o.key.as_str(), o.status))
+            .collect();
+        assert_eq!(
+            st,
+            [
+                ("/registry/secrets/ns/b", Status::Stale),
+                ("/registry/secrets/ns/c", Status::Plaintext),
+                ("/registry/secrets/ns/d", Status::UnknownKey),
+            ]
+        );
+        assert_eq!(r.summary.by_resource["configmaps"]["current"], 1);
+        assert_eq!(r.summary.by_provider_key["aescbc/new"]["current"], 1);
+        assert!(r.notes.iter().any(|n| n == "from memory"));
+        let h = r.history.as_ref().unwrap();
+        assert_eq!(h.revisions_examined, 3);
+        assert_eq!(h.residue_revisions, 2);
+        assert_eq!(h.keys.len(), 1);
+        assert_eq!(h.keys[0].key, "/registry/secrets/ns/a");
+        assert_eq!(
+            (h.keys[0].oldest_revision, h.keys[0].newest_revision),
+            (1, 2)
+        );
+        assert_eq!(h.keys[0].statuses, vec![Status::Stale, Status::Plaintext]);
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(progress.total.load(Relaxed), 5);
+        assert_eq!(progress.keys.load(Relaxed), 8, "latest + history revisions");
+        assert!(progress.bytes.load(Relaxed) > 0);
+    }
+
+    #[tokio::test]
+    async fn engine_filters_and_lists_all() {
+        let mut src = engine_source(false);
+        let opts = ScanOptions {
+            resources: vec![GroupResource::parse("configmaps")],
+            list_all: true,
+            history: true,
+            prefix: "/registry".into(),
+            ..Default::default()
+        };
+        let r = run_scan(&mut src, &engine_classifier(), &opts, &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(r.summary.objects, 1);
+        assert_eq!(r.objects.len(), 1);
+        assert_eq!(r.objects[0].status, Status::Current);
+        assert!(r.history.is_none());
+        assert!(r.notes.iter().any(|n| n.contains("--history")));
+        assert!(r.notes.iter().any(|n| n.contains("configmaps")));
+    }
+
     #[test]
     fn resource_filter() {
         let s = GroupResource::parse("secrets");
@@ -503,5 +688,11 @@ mod tests {
         assert!(selected(Some(&s), std::slice::from_ref(&s)));
         assert!(!selected(Some(&d), std::slice::from_ref(&s)));
         assert!(!selected(None, std::slice::from_ref(&s)));
+        let apps = GroupResource::parse("*.apps");
+        assert!(selected(Some(&d), std::slice::from_ref(&apps)));
+        assert!(!selected(Some(&s), std::slice::from_ref(&apps)));
+        let core = GroupResource::parse("*.");
+        assert!(selected(Some(&s), std::slice::from_ref(&core)));
+        assert!(!selected(Some(&d), std::slice::from_ref(&core)));
     }
 }

@@ -205,9 +205,15 @@ impl Target {
             );
         };
         let client = atrest::connect::connect(&resolved.connect).await?;
+        // The report names the endpoints as dialled (scheme added), not as typed.
+        let endpoints = atrest::connect::normalize_endpoints(
+            &resolved.connect.endpoints,
+            resolved.connect.insecure_transport,
+        )
+        .unwrap_or_else(|_| resolved.connect.endpoints.clone());
         Ok(Box::new(atrest::source::etcd::EtcdSource::new(
             client,
-            resolved.connect.endpoints.clone(),
+            endpoints,
             key_prefix.to_vec(),
             None,
             i64::from(a.page_size),
@@ -220,9 +226,12 @@ async fn load_transformers(path: &Path) -> anyhow::Result<Transformers> {
     let cfg = EncryptionConfig::load(path)?;
     let t = Transformers::new(&cfg, &atrest::kms::GrpcConnector)
         .with_context(|| format!("{}: cannot set up the providers", path.display()))?;
-    t.prepare_kms().await.context(
-        "cannot judge KMS v2 values without the plugin (is it running? is the socket path right?)",
-    )?;
+    t.prepare_kms().await.with_context(|| {
+        format!(
+            "{}: a KMS v2 plugin of this config cannot be used",
+            path.display()
+        )
+    })?;
     Ok(t)
 }
 
@@ -266,12 +275,21 @@ fn parse_fail_on(list: &[String]) -> anyhow::Result<Vec<Status>> {
 fn parse_resources(list: &[String]) -> anyhow::Result<Vec<GroupResource>> {
     let mut out = Vec::new();
     for item in list.iter().map(|s| s.trim()) {
-        if item.is_empty() || item.contains('/') || item.contains('*') {
+        if item.is_empty() || item.contains('/') {
             bail!(
-                "--resource {item:?}: give a resource as the config names it, e.g. secrets or deployments.apps"
+                "--resource {item:?}: give a resource as the config names it, e.g. secrets, deployments.apps, *.apps or *.*"
             );
         }
-        let gr = GroupResource::parse(item);
+        let gr = if item == "*" {
+            GroupResource::new("*", "*")
+        } else {
+            GroupResource::parse(item)
+        };
+        if gr.resource.is_empty() || (gr.resource.contains('*') && gr.resource != "*") {
+            bail!(
+                "--resource {item:?}: not a resource name or wildcard (e.g. secrets, *.apps, *.*)"
+            );
+        }
         if !out.contains(&gr) {
             out.push(gr);
         }
@@ -343,7 +361,13 @@ mod tests {
                 GroupResource::new("apps", "deployments")
             ]
         );
-        assert!(v(&["*.*"]).is_err());
+        assert_eq!(v(&["*"]).unwrap(), vec![GroupResource::new("*", "*")]);
+        assert_eq!(
+            v(&["*.apps"]).unwrap(),
+            vec![GroupResource::new("apps", "*")]
+        );
+        assert!(v(&["sec*"]).is_err());
+        assert!(v(&["a/b"]).is_err());
         assert!(v(&[""]).is_err());
     }
 }

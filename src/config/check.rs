@@ -116,9 +116,38 @@ pub fn check(config: &EncryptionConfig, notes: &ParseNotes, file: &str) -> Check
             report.rules.push(rule_report(config, resource, &gr));
         }
     }
+    if config.select(&GroupResource::new("", "secrets")).is_none() {
+        report.warnings.push(Warning {
+            code: "secrets-not-covered",
+            field: "resources".to_owned(),
+            resources: vec!["secrets".to_owned()],
+            message:
+                "no rule names secrets (nor *. or *.*): Secrets are written in plaintext; add \
+                      secrets to the resources of an encrypting rule"
+                    .to_owned(),
+        });
+    }
     chain_warnings(&mut report);
     key_warnings(config, notes, &mut report);
     kms_warnings(config, notes, &mut report);
+    if notes.extra_documents {
+        report.warnings.push(Warning {
+            code: "extra-yaml-documents",
+            field: "---".to_owned(),
+            resources: Vec::new(),
+            message: "the file holds more than one YAML document: kube-apiserver (and atrest) use only the \
+                      first one and silently ignore the rest; remove or merge the others"
+                .to_owned(),
+        });
+    }
+    // The same pair can be reached twice (two keys named `a`, both overlapping `a:b`).
+    let mut unique: Vec<Warning> = Vec::with_capacity(report.warnings.len());
+    for w in report.warnings.drain(..) {
+        if !unique.contains(&w) {
+            unique.push(w);
+        }
+    }
+    report.warnings = unique;
     report
 }
 
@@ -221,7 +250,7 @@ fn chain_warnings(report: &mut CheckReport) {
                 code: "identity-only",
                 field: format!("resources[{first}].providers[0]"),
                 resources: resources.clone(),
-                message: format!("{list} use only identity: nothing is encrypted"),
+                message: format!("{list}: identity is the only provider, nothing is encrypted"),
             });
         }
         if !has_identity {
@@ -325,9 +354,9 @@ fn key_warnings(config: &EncryptionConfig, notes: &ParseNotes, report: &mut Chec
             field: format!("{}.secret", key.field),
             resources: rule_resources(config, key.rule),
             message: format!(
-                "the secret of key {:?} is 32 characters that decode to 24 bytes: that is AES-192, most likely \
-                 a 32-character string pasted where base64 of 32 random bytes belongs. Generate keys with \
-                 `head -c 32 /dev/urandom | base64`",
+                "the secret of key {:?} is 32 characters that decode to 24 bytes, so this key is AES-192. \
+                 If you meant AES-256, this is the classic mistake of pasting a 32-character string where \
+                 base64 of 32 random bytes belongs: generate keys with `head -c 32 /dev/urandom | base64`",
                 key.name
             ),
         });
@@ -471,6 +500,22 @@ mod tests {
             .count();
         assert_eq!(n, 1);
         assert!(codes(&r).contains(&"identity-only"));
+    }
+
+    #[test]
+    fn uncovered_secrets_are_flagged() {
+        let config = EncryptionConfig::parse(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [configmaps]\n  providers: [{secretbox: {keys: [{name: s, secret: ACv6FLoeZ92F9VlEy1JWOAV8QFWgsBzTQmxQ9MjU024=}]}}]\n",
+            "enc.yaml",
+        )
+        .expect("valid");
+        let r = check(&config, &ParseNotes::default(), "enc.yaml");
+        assert!(
+            codes(&r).contains(&"secrets-not-covered"),
+            "{:?}",
+            codes(&r)
+        );
+        assert!(!codes(&report_for("concat.yaml")).contains(&"secrets-not-covered"));
     }
 
     #[test]

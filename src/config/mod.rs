@@ -154,6 +154,9 @@ pub struct KmsFacts {
 pub struct ParseNotes {
     pub keys: Vec<KeyFacts>,
     pub kms: Vec<KmsFacts>,
+    /// The file holds more YAML documents after the first; like kube-apiserver, atrest
+    /// ignored them.
+    pub extra_documents: bool,
 }
 
 /// A config error. Every variant names the file (or `<input>`) and, where it applies, the
@@ -161,14 +164,18 @@ pub struct ParseNotes {
 /// Messages never include key material, not even a malformed secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{file}: cannot read: {source}")]
     Io {
         file: String,
         #[source]
         source: std::io::Error,
     },
+    /// Not YAML/JSON, not UTF-8, empty, the wrong apiVersion/kind, an unknown or duplicate
+    /// field, a wrongly typed value: what kube-apiserver's strict decoder rejects.
     #[error("{file}: not a valid EncryptionConfiguration: {message}")]
     Parse { file: String, message: String },
+    /// One validation problem (upstream's field path and message).
     #[error("{file}: {field}: {message}")]
     Invalid {
         file: String,
@@ -272,6 +279,8 @@ impl EncryptionConfig {
                     .to_owned(),
             ));
         }
+        // kube-apiserver's YAML reader decodes the first document and ignores the rest.
+        let (text, extra_documents) = first_yaml_document(text);
         let meta: TypeMeta = serde_saphyr::from_str_with_options(text, yaml_options())
             .map_err(|e| parse_err(yaml_error_message(&e)))?;
         check_type(meta.api_version.as_deref(), meta.kind.as_deref()).map_err(parse_err)?;
@@ -300,6 +309,7 @@ impl EncryptionConfig {
             ParseNotes {
                 keys: validated.key_facts,
                 kms: validated.kms_facts,
+                extra_documents,
             },
         ))
     }
@@ -341,6 +351,52 @@ fn split_group_resource(s: &str) -> (&str, &str) {
         Some((r, g)) => (g, r),
         None => ("", s),
     }
+}
+
+/// The text of the first YAML document (a prefix of `text`, so error line numbers stay
+/// right) and whether anything follows it. Document markers (`---`, `...`) are only markers
+/// at column 0 and YAML forbids them there inside content, so a line scan is exact.
+fn first_yaml_document(text: &str) -> (&str, bool) {
+    let mut seen_content = false;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let marker_rest = |m: &str| {
+            bare.strip_prefix(m)
+                .filter(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+        };
+        if let Some(rest) = marker_rest("---") {
+            if seen_content {
+                return (&text[..offset], has_documents(&text[offset..]));
+            }
+            let rest = rest.trim();
+            seen_content = !rest.is_empty() && !rest.starts_with('#');
+        } else if marker_rest("...").is_some() {
+            if seen_content {
+                let end = offset + line.len();
+                return (&text[..end], has_documents(&text[end..]));
+            }
+        } else {
+            let t = bare.trim();
+            if !t.is_empty() && !t.starts_with('#') && !t.starts_with('%') {
+                seen_content = true;
+            }
+        }
+        offset += line.len();
+    }
+    (text, false)
+}
+
+/// Whether `rest` (after the first document) holds anything but markers and comments.
+fn has_documents(rest: &str) -> bool {
+    rest.lines().any(|l| {
+        let t = l.trim();
+        let t = t
+            .strip_prefix("---")
+            .or_else(|| t.strip_prefix("..."))
+            .map_or(t, str::trim);
+        !t.is_empty() && !t.starts_with('#')
+    })
 }
 
 /// No content at all, or only comments: kube-apiserver refuses both (an empty file outright,

@@ -359,3 +359,62 @@ fn endpoint_urls() {
     assert!(EndpointUrl::parse("unix:///a\nb").is_err());
     assert!(EndpointUrl::parse("unix://[::1/x").is_err());
 }
+
+#[test]
+fn only_the_first_yaml_document_counts() {
+    let one = doc("  - resources: [secrets]\n    providers: [{identity: {}}]\n");
+    for (text, extra) in [
+        (format!("---\n{one}---\n"), false),
+        (format!("{one}...\n"), false),
+        (format!("--- # first\n{one}---\nfoo: bar\n"), true),
+        (format!("{one}--- {{foo: bar}}\n"), true),
+        (format!("{one}...\n---\n- a list\n"), true),
+    ] {
+        let (config, notes) = EncryptionConfig::parse_with_notes(&text, "enc.yaml")
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert_eq!(config.rules.len(), 1);
+        assert_eq!(notes.extra_documents, extra, "{text:?}");
+    }
+    // A broken first document is still an error, with the right line number.
+    let err = parse(&format!("{one}  bad: [\n---\n{one}")).expect_err("invalid");
+    assert!(err.to_string().contains("line 6"), "{err}");
+    // `---text` is not a marker.
+    let (_, notes) = EncryptionConfig::parse_with_notes(&one, "enc.yaml").expect("valid");
+    assert!(!notes.extra_documents);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A valid document to mutate, so the fuzzer reaches validation and not only the scanner.
+    fn base() -> String {
+        doc(&format!(
+            "  - resources: [secrets, '*.apps']\n    providers:\n      - aescbc: {{keys: [{{name: k1, secret: {K32}}}]}}\n      - kms: {{apiVersion: v2, name: p, endpoint: 'unix:///x.sock', timeout: 3s}}\n      - identity: {{}}\n"
+        ))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = EncryptionConfig::parse(&text, "fuzz.yaml");
+        }
+
+        #[test]
+        fn mutated_config_never_panics_or_leaks(pos in 0usize..600, len in 0usize..8, insert in "[ -~\n]{0,12}") {
+            let text = base();
+            let pos = pos.min(text.len());
+            let end = (pos + len).min(text.len());
+            if !(text.is_char_boundary(pos) && text.is_char_boundary(end)) {
+                return Ok(());
+            }
+            let mutated = format!("{}{}{}", &text[..pos], insert, &text[end..]);
+            if let Err(e) = EncryptionConfig::parse(&mutated, "fuzz.yaml") {
+                let shown = e.to_string();
+                prop_assert!(!shown.contains(&K32[..20]), "secret leaked");
+            }
+        }
+    }
+}

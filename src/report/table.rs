@@ -84,7 +84,14 @@ fn summary(r: &ScanReport, out: &mut String) {
             .summary
             .by_kms_key_id
             .iter()
-            .map(|(id, n)| format!("{id} ({n})"))
+            .map(|(id, n)| {
+                let id = if id.is_empty() {
+                    "<empty>"
+                } else {
+                    id.as_str()
+                };
+                format!("{id} ({n})")
+            })
             .collect();
         let _ = writeln!(out, "KMS v2 key IDs: {}", ids.join(", "));
     }
