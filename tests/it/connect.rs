@@ -676,3 +676,16 @@ async fn silent_server_times_out_within_dial_timeout() {
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
     drop(silent);
 }
+
+#[tokio::test]
+async fn expired_server_certificate_is_explained() {
+    let etcd = Etcd::start_with(EtcdOptions {
+        server_cert_expired: true,
+        ..Default::default()
+    });
+    let e = connect_err(&opts_for(&etcd)).await;
+    assert!(matches!(e, ConnectError::Tls(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("outside its validity period"), "{msg}");
+    assert!(msg.contains("renew"), "{msg}");
+}
