@@ -397,8 +397,13 @@ fn describe_tls(detail: &str, message: &str, ctx: &ErrorContext) -> Option<Strin
         ));
     }
     if detail.contains("Expired") || detail.contains("NotValidYet") {
+        let whose = if alert_from_server {
+            "the client certificate (--cert)"
+        } else {
+            "the server certificate"
+        };
         return Some(format!(
-            "TLS handshake with {eps} failed: a certificate is outside its validity period \
+            "TLS handshake with {eps} failed: {whose} is outside its validity period \
              ({message}); renew it (kubeadm certs renew) or check the clock"
         ));
     }
