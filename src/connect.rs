@@ -148,20 +148,96 @@ pub async fn connect(opts: &ConnectOptions) -> Result<etcd_client::Client, Conne
     }
 
     let dial = non_zero(opts.dial_timeout, Duration::from_secs(2));
+    if endpoints.len() == 1 {
+        return probe(endpoints.clone(), options, dial)
+            .await
+            .map_err(|e| e.describe(&ctx));
+    }
+    // etcd-client balances over all endpoints and fails a request when the member it picked is
+    // down; etcdctl tolerates dead members. Probe each endpoint and keep those that answer.
+    let mut probes = tokio::task::JoinSet::new();
+    for (i, ep) in endpoints.iter().enumerate() {
+        let (ep, options) = (ep.clone(), options.clone());
+        probes.spawn(async move { (i, probe(vec![ep], options, dial).await) });
+    }
+    let mut results: Vec<(usize, Result<etcd_client::Client, ProbeError>)> = Vec::new();
+    while let Some(joined) = probes.join_next().await {
+        if let Ok(r) = joined {
+            results.push(r);
+        }
+    }
+    results.sort_by_key(|(i, _)| *i);
+    let mut live = Vec::new();
+    let mut failures: Vec<ConnectError> = Vec::new();
+    for (i, r) in results {
+        let Some(ep) = endpoints.get(i) else { continue };
+        match r {
+            Ok(_) => live.push(ep.clone()),
+            Err(e) => {
+                let one = ErrorContext {
+                    endpoints: vec![ep.clone()],
+                    ..ctx.clone()
+                };
+                failures.push(e.describe(&one));
+            }
+        }
+    }
+    if live.is_empty() {
+        if failures.len() == 1 {
+            return Err(failures.remove(0));
+        }
+        let each: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+        return Err(ConnectError::Failed(format!(
+            "no etcd endpoint answered: {}",
+            each.join("; ")
+        )));
+    }
+    for f in &failures {
+        tracing::warn!("skipping an etcd endpoint: {f}");
+    }
+    let live_ctx = ErrorContext {
+        endpoints: live.clone(),
+        ..ctx.clone()
+    };
+    probe(live, options, dial)
+        .await
+        .map_err(|e| e.describe(&live_ctx))
+}
+
+/// Why one connection attempt failed.
+enum ProbeError {
+    Etcd(etcd_client::Error),
+    Timeout(Duration),
+}
+
+impl ProbeError {
+    fn describe(&self, ctx: &ErrorContext) -> ConnectError {
+        match self {
+            ProbeError::Etcd(e) => describe_error(e, ctx, "connect"),
+            ProbeError::Timeout(dial) => ConnectError::Unreachable(format!(
+                "no answer from etcd at {} within --dial-timeout {}: is etcd listening there and \
+                 reachable (firewall, port)? On a slow network raise --dial-timeout",
+                ctx.endpoints_text(),
+                humantime::format_duration(*dial)
+            )),
+        }
+    }
+}
+
+/// Connect (and log in) and make one status call, all within `dial`.
+async fn probe(
+    endpoints: Vec<String>,
+    options: etcd_client::ConnectOptions,
+    dial: Duration,
+) -> Result<etcd_client::Client, ProbeError> {
     let attempt = async {
         let mut client = etcd_client::Client::connect(&endpoints, Some(options)).await?;
         client.status().await?;
         Ok::<_, etcd_client::Error>(client)
     };
     match tokio::time::timeout(dial, attempt).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(describe_error(&e, &ctx, "connect")),
-        Err(_) => Err(ConnectError::Unreachable(format!(
-            "no answer from etcd at {} within --dial-timeout {}: is etcd listening there and reachable \
-             (firewall, port)? On a slow network raise --dial-timeout",
-            ctx.endpoints_text(),
-            humantime::format_duration(dial)
-        ))),
+        Ok(r) => r.map_err(ProbeError::Etcd),
+        Err(_) => Err(ProbeError::Timeout(dial)),
     }
 }
 

@@ -85,6 +85,9 @@ struct Report {
     kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<String>,
+    /// The provider text of a `k8s:enc:` prefix no kube-apiserver provider has (`xyz:v1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unknown_provider: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +129,8 @@ struct ConfigVerdict {
     rule: Option<String>,
     /// Write provider/key of the chain.
     writer: String,
+    /// The chain's entries in read order (`aescbc key1`, `identity`).
+    read_order: Vec<String>,
     /// Chain entry that matches (identify) or that read the value (verify).
     entry: Option<usize>,
     entry_provider: Option<String>,
@@ -195,6 +200,14 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
             Some(n) => format!("{writer_kind} {n}"),
             None => writer_kind.to_string(),
         },
+        read_order: chain
+            .entries()
+            .iter()
+            .map(|(k, n)| match n {
+                Some(n) => format!("{k} {n}"),
+                None => k.to_string(),
+            })
+            .collect(),
         ..Default::default()
     };
 
@@ -308,8 +321,11 @@ fn describe_value(report: &mut Report, value: &[u8]) {
             report.format = "encrypted".to_string();
             report.provider = Some(match e.provider {
                 Some(p) => p.to_string(),
-                None => format!("unknown ({})", e.provider_label),
+                None => "unknown".to_string(),
             });
+            if e.provider.is_none() {
+                report.unknown_provider = Some(e.provider_label);
+            }
             report.name = e.name;
             report.kms_v2 = e.kms_v2.as_ref().map(KmsV2Fields::from);
         }
@@ -386,7 +402,10 @@ fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         row(out, "kind", v)?;
     }
     if let Some(v) = &r.provider {
-        row(out, "provider", v)?;
+        match &r.unknown_provider {
+            Some(u) => row(out, "provider", &format!("{v} (prefix says {u:?})"))?,
+            None => row(out, "provider", v)?,
+        }
     }
     if let Some(v) = &r.name {
         row(out, "name", v)?;
@@ -411,6 +430,13 @@ fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             c.rule.as_deref().unwrap_or("(none: bare identity)"),
         )?;
         row(out, "writer", &c.writer)?;
+        let order: Vec<String> = c
+            .read_order
+            .iter()
+            .enumerate()
+            .map(|(i, e)| format!("{i}: {e}"))
+            .collect();
+        row(out, "read order", &order.join(", "))?;
         match (c.entry, &c.entry_provider) {
             (Some(i), Some(p)) => {
                 let name = c

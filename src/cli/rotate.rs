@@ -2,6 +2,7 @@
 //! exit code (0 everything in scope current and nothing skipped; 1 findings remain; 2 the
 //! rotation could not do its job — including an interrupted run, which says how to resume).
 use super::common::ConnectionArgs;
+use super::progress::Bar;
 use anyhow::{Context, bail};
 use atrest::codec::chain::Transformers;
 use atrest::config::EncryptionConfig;
@@ -9,9 +10,7 @@ use atrest::kms::GrpcConnector;
 use atrest::report::ScanReport;
 use atrest::resource::{DEFAULT_PREFIX, GroupResource};
 use atrest::rotate::{self, ROTATE_SCHEMA, RotateOptions, RotateSummary};
-use atrest::scan::Progress;
 use serde::Serialize;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +34,9 @@ pub struct RotateArgs {
     /// kube-apiserver's --etcd-prefix.
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
-    /// Only this group/resource (`secrets`, `deployments.apps`, `widgets.example.com`); repeatable.
-    #[arg(long = "resource", value_name = "GROUP_RESOURCE")]
+    /// Only these resources, as the config names them (`secrets`, `deployments.apps`,
+    /// `widgets.example.com`); repeat or comma-separate.
+    #[arg(long = "resource", value_name = "GROUP_RESOURCE", value_delimiter = ',', num_args = 1..)]
     pub resources: Vec<String>,
     /// Rewrites per etcd transaction (default: --max-txn-ops).
     #[arg(long, value_name = "N")]
@@ -78,60 +78,6 @@ struct RotateDoc<'a> {
     summary: &'a RotateSummary,
     /// The final `scan --verify` over the scope (null for a dry run or an interrupted run).
     verification: Option<&'a ScanReport>,
-}
-
-/// An indicatif bar on stderr (hidden when stderr is not a terminal).
-struct Bar(indicatif::ProgressBar);
-
-impl Bar {
-    fn new(enabled: bool, what: &str) -> Self {
-        if !enabled || !std::io::stderr().is_terminal() {
-            return Bar(indicatif::ProgressBar::hidden());
-        }
-        let pb = indicatif::ProgressBar::new_spinner();
-        let style = indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} objects ({per_sec}, {msg}) ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        pb.set_style(style);
-        pb.set_prefix(what.to_string());
-        pb.enable_steady_tick(std::time::Duration::from_millis(200));
-        Bar(pb)
-    }
-}
-
-/// Bytes are tracked beside the bar's position.
-struct BarProgress {
-    bar: Bar,
-    bytes: std::sync::atomic::AtomicU64,
-}
-
-impl Progress for BarProgress {
-    fn set_total(&self, keys: u64) {
-        self.bar.0.set_length(keys);
-    }
-    fn advance(&self, keys: u64, bytes: u64) {
-        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.bar.0.inc(keys);
-        self.bar
-            .0
-            .set_message(indicatif::HumanBytes(total).to_string());
-    }
-    fn message(&self, msg: &str) {
-        self.bar.0.suspend(|| eprintln!("{msg}"));
-    }
-}
-
-impl BarProgress {
-    fn new(enabled: bool, what: &str) -> Self {
-        BarProgress {
-            bar: Bar::new(enabled, what),
-            bytes: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-    fn finish(&self) {
-        self.bar.0.finish_and_clear();
-    }
 }
 
 pub fn run(a: RotateArgs) -> anyhow::Result<u8> {
@@ -177,11 +123,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
     if a.dry_run && a.journal.is_some() {
         eprintln!("note: --dry-run writes nothing; the journal is neither created nor read");
     }
-    let resources: Vec<GroupResource> = a
-        .resources
-        .iter()
-        .map(|s| GroupResource::parse(s))
-        .collect();
+    let resources = parse_resources(&a.resources)?;
 
     let config = EncryptionConfig::load(&config_path)?;
     let transformers = Transformers::new(&config, &GrpcConnector)
@@ -208,10 +150,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
 
     let client = atrest::connect::connect(&resolved.connect).await?;
     let endpoints = resolved.connect.endpoints.clone();
-    let progress = BarProgress::new(
-        !a.no_progress,
-        if a.dry_run { "dry run" } else { "rotating" },
-    );
+    let progress = Bar::new(!a.no_progress, "objects");
     let summary = rotate::run_rotate(
         client.clone(),
         endpoints.clone(),
@@ -222,7 +161,18 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
     )
     .await;
     progress.finish();
-    let summary = summary?;
+    let summary = summary.map_err(|e| match (&e, &opts.journal) {
+        (
+            rotate::RotateError::Etcd { .. }
+            | rotate::RotateError::Source(_)
+            | rotate::RotateError::Internal(_),
+            Some(j),
+        ) => anyhow::anyhow!(
+            "{e}\nThe journal {} lists every committed batch: fix the cause, then rerun the same command to resume.",
+            j.display()
+        ),
+        _ => anyhow::Error::new(e),
+    })?;
 
     let skipped_now = summary.this_run.skipped_unknown_key
         + summary.this_run.skipped_undecryptable
@@ -240,7 +190,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
     } else {
         let verify_transformers = Transformers::new(&config, &GrpcConnector)?;
         verify_transformers.prepare_kms().await?;
-        let vprog = BarProgress::new(!a.no_progress, "verifying");
+        let vprog = Bar::new(!a.no_progress, "objects verified");
         let report = rotate::verify(client, endpoints, verify_transformers, &opts, &vprog).await;
         vprog.finish();
         let report = report?;
@@ -274,14 +224,15 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
                 summary: &summary,
                 verification: report.as_ref(),
             };
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            print_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
         }
         RotateOutput::Table => {
-            print!("{}", render_table(&prefix, &resources, &summary));
+            let mut text = render_table(&prefix, &resources, &summary);
             if let Some(r) = &report {
-                println!("\nVerification (scan --verify over the scope):");
-                print!("{}", r.render_table());
+                text.push_str("\nVerification (scan --verify over the scope):\n");
+                text.push_str(&r.render_table());
             }
+            print_stdout(&text)?;
         }
     }
     if summary.interrupted {
@@ -297,6 +248,33 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(code)
+}
+
+/// Print to stdout; a closed pipe (`| head`) is not an error worth a message.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// `--resource` values as scan takes them: exact group/resources, no wildcards, deduplicated.
+fn parse_resources(list: &[String]) -> anyhow::Result<Vec<GroupResource>> {
+    let mut out = Vec::new();
+    for item in list.iter().map(|s| s.trim()) {
+        if item.is_empty() || item.contains('/') || item.contains('*') {
+            bail!(
+                "--resource {item:?}: give a resource as the config names it, e.g. secrets or deployments.apps"
+            );
+        }
+        let gr = GroupResource::parse(item);
+        if !out.contains(&gr) {
+            out.push(gr);
+        }
+    }
+    Ok(out)
 }
 
 /// First Ctrl-C: stop after the batches in flight. Second: exit at once (still safe: every

@@ -464,12 +464,13 @@ impl Chain {
             match result {
                 Ok(o) => return Ok(o),
                 Err(err) => {
-                    let err = match e.name() {
-                        Some(n) => DecryptError::new(
+                    // Local-key messages do not know their key's name; KMS ones name the provider.
+                    let err = match e {
+                        Entry::Local { kind, name, .. } => DecryptError::new(
                             err.class,
-                            format!("{} key {n:?}: {}", e.kind(), err.message),
+                            format!("{kind} key {name:?}: {}", err.message),
                         ),
-                        None => err,
+                        _ => err,
                     };
                     first_err.get_or_insert(err);
                 }
@@ -571,11 +572,101 @@ impl Chain {
 mod tests {
     use super::*;
 
+    use crate::config::KmsConfig;
+    use crate::kms::KmsService;
+
     fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>(_: &T) {}
+
+    struct NoKms;
+    impl KmsConnector for NoKms {
+        fn connect(&self, cfg: &KmsConfig) -> Result<Arc<dyn KmsService>, KmsError> {
+            Err(KmsError::Unreachable {
+                name: cfg.name.clone(),
+                endpoint: cfg.endpoint.clone(),
+                message: "no KMS in unit tests".into(),
+            })
+        }
+    }
+
+    fn key(name: &str, byte: u8) -> NamedKey {
+        NamedKey {
+            name: name.into(),
+            secret: SecretBytes::new(vec![byte; 32]),
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
 
     #[test]
     fn chain_is_send_sync() {
         assert_send_sync::<Chain>();
         assert_send_sync::<Transformers>();
+        let c = Chain::from_providers(&[&ProviderConfig::Identity], &NoKms).expect("chain");
+        assert_send(&c.read(b"k", b"v"));
+        assert_send(&c.write(b"k", b"v"));
+    }
+
+    /// Overlapping names (`a` vs `a:b`): every matching entry is tried in order.
+    #[test]
+    fn overlapping_key_names_fall_through() {
+        let p = ProviderConfig::AesGcm {
+            keys: vec![key("a", 1), key("a:b", 2)],
+        };
+        let writer_ab = ProviderConfig::AesGcm {
+            keys: vec![key("a:b", 2)],
+        };
+        let chain = Chain::from_providers(&[&p], &NoKms).expect("chain");
+        let w = Chain::from_providers(&[&writer_ab], &NoKms).expect("chain");
+        let v = block_on(w.write(b"/registry/secrets/x/y", b"hello")).expect("write");
+        assert!(v.starts_with(b"k8s:enc:aesgcm:v1:a:b:"));
+        // identify picks the first prefix match (a hint), read finds the right key.
+        assert!(matches!(
+            chain.identify(&v),
+            Identified::Matched { index: 0, .. }
+        ));
+        let r = block_on(chain.read(b"/registry/secrets/x/y", &v)).expect("read");
+        assert_eq!(
+            (r.index, r.stale, r.name.as_deref()),
+            (1, true, Some("a:b"))
+        );
+        assert_eq!(r.plaintext.expose(), b"hello");
+    }
+
+    #[test]
+    fn no_provider_versus_unknown_key() {
+        let p = ProviderConfig::Secretbox {
+            keys: vec![key("sb1", 1)],
+        };
+        let chain = Chain::from_providers(&[&p], &NoKms).expect("chain");
+        let read = |v: &[u8]| block_on(chain.read(b"/registry/secrets/x/y", v));
+        let e = read(b"k8s:enc:secretbox:v1:gone:xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+            .expect_err("unknown key");
+        assert_eq!(e.class, ErrorClass::UnknownKey);
+        assert!(e.message.contains("gone") && e.message.contains("sb1"));
+        let e = read(b"k8s:enc:aescbc:v1:key1:xxxxxxxxxxxxxxxxx").expect_err("no provider");
+        assert_eq!(e.class, ErrorClass::NoProvider);
+        let e = read(b"k8s:enc:future:v9:k:xxxx").expect_err("no provider");
+        assert_eq!(e.class, ErrorClass::NoProvider);
+        let e = read(b"k8s\x00plaintext").expect_err("no identity");
+        assert_eq!(e.class, ErrorClass::NoProvider);
+        assert_eq!(
+            chain.identify(b"k8s:enc:future:v9:k:xxxx"),
+            Identified::Unknown {
+                provider: None,
+                name: Some("k".into())
+            }
+        );
+        assert_eq!(
+            chain.identify(b"{}"),
+            Identified::Plaintext {
+                identity_index: None
+            }
+        );
     }
 }

@@ -16,7 +16,6 @@ use base64::Engine as _;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The visible fields of a KMS v2 EncryptedObject (never the DEK/seed).
@@ -317,8 +316,9 @@ pub struct KmsV2 {
     cache: DekCache,
     /// The plugin's Status key_id (the current write keyID), once known.
     current_key_id: RwLock<Option<String>>,
-    /// Whether a read already tried Status lazily (so a dead plugin is asked once per run).
-    status_tried: AtomicBool,
+    /// A read's lazy Status attempt (once per run, concurrent readers wait for it, so a dead
+    /// plugin is asked once).
+    lazy_status: tokio::sync::OnceCell<Option<String>>,
     write_state: tokio::sync::OnceCell<WriteState>,
 }
 
@@ -329,7 +329,7 @@ impl KmsV2 {
             service,
             cache: DekCache::new(Some(CACHE_SIZE)),
             current_key_id: RwLock::new(None),
-            status_tried: AtomicBool::new(false),
+            lazy_status: tokio::sync::OnceCell::new(),
             write_state: tokio::sync::OnceCell::new(),
         }
     }
@@ -376,7 +376,6 @@ impl KmsV2 {
 
     /// Call Status, check it, record key_id. Returns the key_id.
     pub async fn prepare(&self) -> Result<String, KmsError> {
-        self.status_tried.store(true, Ordering::SeqCst);
         let s = self.service.status().await?;
         self.check_status(&s)?;
         self.set_current_key_id(&s.key_id);
@@ -388,10 +387,10 @@ impl KmsV2 {
         if let Some(k) = self.current_key_id() {
             return Some(k);
         }
-        if self.status_tried.swap(true, Ordering::SeqCst) {
-            return None;
-        }
-        self.prepare().await.ok()
+        self.lazy_status
+            .get_or_init(|| async { self.prepare().await.ok() })
+            .await
+            .clone()
     }
 
     /// Staleness of a readable object: keyID differs from the current one, or not type 1.

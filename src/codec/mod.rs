@@ -249,3 +249,38 @@ fn split_name(rest: &[u8]) -> (Option<String>, Option<&[u8]>) {
         None => (None, None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_prefixes_heuristically() {
+        let ValueClass::Encrypted(e) =
+            classify_value(b"k8s:enc:aescbc:v1:key:with:colons:\x00\x01")
+        else {
+            panic!("encrypted")
+        };
+        assert_eq!(e.provider, Some(ProviderKind::AesCbc));
+        assert_eq!(e.name.as_deref(), Some("key"));
+        let ValueClass::Encrypted(e) = classify_value(b"k8s:enc:xyz:v1:name:payload") else {
+            panic!("encrypted")
+        };
+        assert_eq!((e.provider, e.provider_label.as_str()), (None, "xyz:v1"));
+        assert_eq!(e.name.as_deref(), Some("name"));
+        let ValueClass::Encrypted(e) = classify_value(b"k8s:enc:") else {
+            panic!("bare prefix is still encrypted")
+        };
+        assert_eq!((e.provider, e.name), (None, None));
+        // KMS v2 with an unparseable object: fields None, never a panic.
+        let ValueClass::Encrypted(e) = classify_value(b"k8s:enc:kms:v2:p:\xff\xff") else {
+            panic!("encrypted")
+        };
+        assert_eq!(e.provider, Some(ProviderKind::KmsV2));
+        assert!(e.kms_v2.is_none());
+        assert!(matches!(
+            classify_value(b"compact_rev_key"),
+            ValueClass::Plaintext(plaintext::PlaintextKind::Other)
+        ));
+    }
+}

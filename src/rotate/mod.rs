@@ -212,9 +212,12 @@ pub fn journal_header(opts: &RotateOptions, targets: BTreeMap<String, String>) -
     let mut resources: Vec<String> = opts.resources.iter().map(|g| g.to_string()).collect();
     resources.sort();
     resources.dedup();
+    // `/registry`, `/registry/` and `registry` are the same storage prefix.
+    let p = key_prefix(&opts.prefix);
+    let prefix = String::from_utf8_lossy(p.strip_suffix(b"/").unwrap_or(&p)).into_owned();
     JournalHeader {
         schema: journal::JOURNAL_SCHEMA.to_string(),
-        prefix: opts.prefix.clone(),
+        prefix,
         resources,
         targets,
         config: opts.config_path.clone(),
@@ -327,9 +330,9 @@ pub async fn run_rotate(
             command_timeout: opts.command_timeout,
         },
         inflight: VecDeque::new(),
-        throttle: opts
-            .max_rate
-            .map(|r| throttle::TokenBucket::new(r, r.max(opts.batch as f64), Instant::now())),
+        throttle: opts.max_rate.map(|r| {
+            throttle::TokenBucket::new(r, (r / 10.0).max(opts.batch as f64), Instant::now())
+        }),
         journal: journal.as_mut(),
         summary: &mut summary,
         progress,
@@ -469,7 +472,21 @@ impl Engine<'_> {
         if let Some(t) = self.throttle.as_mut()
             && !self.opts.dry_run
         {
-            t.acquire(unit.work.len() as u64).await;
+            // Wait in small steps so a SIGINT during a long throttle pause is honoured at
+            // once; an undispatched unit is simply not journaled (the resume redoes it).
+            let deadline = Instant::now() + t.reserve(unit.work.len() as u64, Instant::now());
+            while Instant::now() < deadline {
+                if self.should_stop() {
+                    return;
+                }
+                let step = deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100));
+                tokio::time::sleep(step).await;
+            }
+            if self.should_stop() {
+                return;
+            }
         }
         let transformers = self.transformers.clone();
         let kv = self.kv.clone();

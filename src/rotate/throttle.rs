@@ -1,7 +1,7 @@
 //! `--max-rate`: a token bucket over rewritten objects, so a rotation cannot flood a production
 //! etcd (every rewrite is a raft write, an fsync and a watch event to every kube-apiserver).
 //!
-//! The bucket holds at most one second of tokens (or one batch, if larger). Taking more tokens
+//! The bucket holds at most a tenth of a second of tokens (or one batch, if larger). Taking more tokens
 //! than are available puts the bucket in debt and returns how long to wait, so the long-run
 //! rate is exact even when batches are bigger than the bucket.
 use std::time::{Duration, Instant};

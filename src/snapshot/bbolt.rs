@@ -34,6 +34,7 @@ const META_SIZE: usize = 64;
 const BRANCH_FLAG: u16 = 0x01;
 const LEAF_FLAG: u16 = 0x02;
 const META_FLAG: u16 = 0x04;
+const FREELIST_FLAG: u16 = 0x10;
 /// Leaf element flag: the value is a bucket header (+ inline page).
 pub const BUCKET_LEAF_FLAG: u32 = 0x01;
 const BUCKET_HEADER: usize = 16;
@@ -250,6 +251,11 @@ impl BoltFile {
             Ok(first)
         } else if self.metas[1 - first].valid {
             Ok(1 - first)
+        } else if let (Some(p0), Some(p1)) = (&m0.problem, &m1.problem)
+            && p0.starts_with("file is truncated")
+            && p1.starts_with("file is truncated")
+        {
+            Err(self.corrupt(self.metas[first].problem.clone().unwrap_or_default()))
         } else {
             Err(self.corrupt(format!(
                 "both meta pages are invalid: page 0: {}; page 1: {}",
@@ -417,6 +423,68 @@ impl BoltFile {
             c.put(pgid, data.clone());
         }
         Ok(data)
+    }
+
+    /// The persisted freelist (spec §2.5): `(free page ids, first freelist page, its page
+    /// count)`, or None when etcd did not persist it (`NoFreelistSync`, Linux).
+    pub fn freelist(&self) -> Result<Option<(Vec<u64>, u64, u64)>, SnapshotError> {
+        let id = self.meta().freelist;
+        if id == PGID_NO_FREELIST {
+            return Ok(None);
+        }
+        let hwm = self.meta().pgid;
+        let ps = u64::from(self.page_size);
+        let first = self.read_bytes(id * ps, self.page_size as usize)?;
+        let hdr = u64_at(&first, 0).unwrap_or(u64::MAX);
+        let flags = u16_at(&first, 8).unwrap_or(0);
+        let overflow = u64::from(u32_at(&first, 12).unwrap_or(0));
+        if hdr != id {
+            return Err(self.page_err(id, format!("freelist page header says it is page {hdr}")));
+        }
+        if flags != FREELIST_FLAG {
+            return Err(self.page_err(
+                id,
+                format!("invalid type: flags {flags:#06x}, want freelist (0x10)"),
+            ));
+        }
+        if id + overflow >= hwm || (overflow + 1) * ps > MAX_LOGICAL_PAGE {
+            return Err(self.page_err(id, format!("freelist overflow {overflow} out of bounds")));
+        }
+        let data = if overflow == 0 {
+            first
+        } else {
+            self.read_bytes(id * ps, ((overflow + 1) * ps) as usize)?
+        };
+        let mut count = u64::from(u16_at(&data, 10).unwrap_or(0));
+        let mut off = PAGE_HEADER;
+        if count == 0xFFFF {
+            count = u64_at(&data, PAGE_HEADER).unwrap_or(u64::MAX);
+            off += 8;
+        }
+        let need = count.checked_mul(8).and_then(|n| n.checked_add(off as u64));
+        if need.is_none_or(|n| n > data.len() as u64) {
+            return Err(self.page_err(
+                id,
+                format!(
+                    "freelist of {count} ids does not fit in {} bytes",
+                    data.len()
+                ),
+            ));
+        }
+        let mut ids = Vec::with_capacity(count as usize);
+        for i in 0..count as usize {
+            let free = u64_at(&data, off + 8 * i).unwrap_or(u64::MAX);
+            if free < 2 || free >= hwm {
+                return Err(self.page_err(
+                    id,
+                    format!(
+                        "freelist entry {i} names page {free}, outside the data pages 2..{hwm}"
+                    ),
+                ));
+            }
+            ids.push(free);
+        }
+        Ok(Some((ids, id, overflow + 1)))
     }
 
     /// The root bucket (the list of top-level buckets).
@@ -685,14 +753,14 @@ pub struct Visited {
     bits: Vec<u64>,
 }
 impl Visited {
-    fn new(pgid: u64) -> Visited {
+    pub fn new(pgid: u64) -> Visited {
         let words = usize::try_from(pgid.div_ceil(64)).unwrap_or(0);
         Visited {
             bits: vec![0; words],
         }
     }
     /// Mark `id`; false if it was already marked or is out of range.
-    fn mark(&mut self, id: u64) -> bool {
+    pub fn mark(&mut self, id: u64) -> bool {
         let (w, b) = ((id / 64) as usize, id % 64);
         match self.bits.get_mut(w) {
             Some(word) if *word & (1 << b) == 0 => {
@@ -702,7 +770,7 @@ impl Visited {
             _ => false,
         }
     }
-    fn is_marked(&self, id: u64) -> bool {
+    pub fn is_marked(&self, id: u64) -> bool {
         let (w, b) = ((id / 64) as usize, id % 64);
         self.bits.get(w).is_some_and(|word| word & (1 << b) != 0)
     }
@@ -979,5 +1047,46 @@ impl Iterator for Cursor<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The meta of the spec's worked example (S34, etcd 3.4.23): its stored checksum.
+    #[test]
+    fn fnv1a64_matches_a_real_meta_checksum() {
+        let mut m = Vec::new();
+        m.extend(MAGIC.to_le_bytes());
+        m.extend(FORMAT_VERSION.to_le_bytes());
+        m.extend(4096u32.to_le_bytes());
+        m.extend(0u32.to_le_bytes());
+        m.extend(3u64.to_le_bytes()); // root
+        m.extend(0u64.to_le_bytes()); // sequence
+        m.extend(PGID_NO_FREELIST.to_le_bytes());
+        m.extend(5u64.to_le_bytes()); // pgid
+        m.extend(10u64.to_le_bytes()); // txid
+        assert_eq!(fnv1a64(&m), 0x0e2d_ce2d_8a16_e72f);
+        let mut page = vec![0u8; 16];
+        page[8] = 4;
+        page.extend(&m);
+        page.extend(fnv1a64(&m).to_le_bytes());
+        let meta = decode_meta(0, &page);
+        assert!(meta.valid, "{:?}", meta.problem);
+        assert_eq!((meta.root, meta.pgid, meta.txid), (3, 5, 10));
+        page[20] = 3;
+        assert!(!decode_meta(0, &page).valid);
+        assert!(!decode_meta(0, &page[..40]).valid);
+    }
+
+    #[test]
+    fn visited_marks_once() {
+        let mut v = Visited::new(70);
+        assert!(v.mark(65));
+        assert!(!v.mark(65));
+        assert!(!v.mark(1000));
+        assert!(v.is_marked(65) && !v.is_marked(64));
+        assert_eq!(v.count(), 1);
     }
 }

@@ -24,7 +24,7 @@ use std::path::Path;
 pub enum SnapshotError {
     #[error("{path}: corrupt snapshot: {message}")]
     Corrupt { path: String, message: String },
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read the snapshot file")]
     Io {
         path: String,
         #[source]
@@ -153,6 +153,12 @@ pub fn status_with(
         ));
     }
     let walk = walk_all(&bolt, progress)?;
+    if !walk.buckets.iter().any(|b| b == "key") {
+        notes.push(
+            "no `key` bucket: this bbolt file is not an etcd snapshot or backend file".to_string(),
+        );
+    }
+    problems.extend(walk.structure_problems.iter().cloned());
     let current_revision = walk
         .revision
         .max(walk.meta.finished_compact_revision.unwrap_or(0))
@@ -196,6 +202,7 @@ struct Walk {
     buckets: Vec<String>,
     meta: MetaBucket,
     cluster_version: Option<String>,
+    structure_problems: Vec<String>,
 }
 
 /// Walk every bucket in key order with the structural checks (one visited set for the whole
@@ -225,6 +232,7 @@ fn walk_all(bolt: &BoltFile, progress: &dyn ReadProgress) -> Result<Walk, Snapsh
         buckets: Vec::new(),
         meta: MetaBucket::default(),
         cluster_version: None,
+        structure_problems: Vec::new(),
     };
     let mut h = EtcdHash::default();
     let mut live: HashSet<Vec<u8>> = HashSet::new();
@@ -278,8 +286,64 @@ fn walk_all(bolt: &BoltFile, progress: &dyn ReadProgress) -> Result<Walk, Snapsh
         visited = cur.into_visited();
     }
     progress.finish();
+    w.structure_problems = freelist_checks(bolt, &mut visited)?;
     w.hash = h.sum();
     w.live_keys = live.len() as u64;
     w.reachable_pages = visited.count();
     Ok(w)
+}
+
+/// At most this many page-level findings are listed one by one.
+const MAX_LISTED: usize = 20;
+
+/// bbolt `tx.Check`'s freelist rules, when the freelist is persisted (etcd on macOS/Windows):
+/// no reachable page is free ("reachable freed"), every data page is reachable or free
+/// ("unreachable unfreed"). Without a persisted freelist, free = unreachable by definition.
+fn freelist_checks(
+    bolt: &BoltFile,
+    visited: &mut bbolt::Visited,
+) -> Result<Vec<String>, SnapshotError> {
+    let Some((ids, fl_page, fl_pages)) = bolt.freelist()? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for p in fl_page..fl_page + fl_pages {
+        if !visited.mark(p) {
+            out.push(format!(
+                "page {p}: the freelist page is also part of a bucket tree"
+            ));
+        }
+    }
+    let hwm = bolt.meta().pgid;
+    let mut free = bbolt::Visited::new(hwm);
+    let mut extra = 0usize;
+    let mut push = |out: &mut Vec<String>, m: String| {
+        if out.len() < MAX_LISTED {
+            out.push(m);
+        } else {
+            extra += 1;
+        }
+    };
+    for id in ids {
+        if !free.mark(id) {
+            push(&mut out, format!("page {id}: listed twice in the freelist"));
+        } else if visited.is_marked(id) {
+            push(
+                &mut out,
+                format!("page {id}: reachable from a bucket but listed as free (reachable freed)"),
+            );
+        }
+    }
+    for id in 2..hwm {
+        if !visited.is_marked(id) && !free.is_marked(id) {
+            push(
+                &mut out,
+                format!("page {id}: neither reachable nor free (unreachable unfreed)"),
+            );
+        }
+    }
+    if extra > 0 {
+        out.push(format!("… and {extra} more page-level problems"));
+    }
+    Ok(out)
 }

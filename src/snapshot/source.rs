@@ -100,11 +100,14 @@ impl SnapshotSource {
             }
         }
         let meta = read_meta(&bolt)?;
-        let key_bucket = bolt.bucket(b"key")?;
-        let (index, last_main) = match &key_bucket {
-            Some(b) => build_index(&bolt, b, prefix, progress)?,
-            None => (Vec::new(), 0),
+        let Some(kb) = bolt.bucket(b"key")? else {
+            return Err(bolt.corrupt(
+                "a bbolt file without etcd's `key` bucket: not an etcd snapshot or backend file"
+                    .into(),
+            ));
         };
+        let (index, last_main) = build_index(&bolt, &kb, prefix, progress)?;
+        let key_bucket = Some(kb);
         let live = index.iter().filter(|k| k.live().is_some()).count() as u64;
         let history = index.iter().map(|k| history_revs(k).count() as u64).sum();
         let revision = last_main
@@ -163,7 +166,13 @@ impl SnapshotSource {
     }
 
     fn err(&self, e: SnapshotError) -> SourceError {
-        SourceError(e.to_string())
+        let mut msg = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            msg.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        SourceError(msg)
     }
 }
 

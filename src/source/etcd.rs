@@ -286,9 +286,7 @@ impl Fetch {
                 Some(tonic::Code::Unavailable)
                     | Some(tonic::Code::DeadlineExceeded)
                     | Some(tonic::Code::Aborted)
-            ) && !message.contains("tcp connect error")
-                && !message.contains("dns error")
-                && !message.contains("invalid peer certificate");
+            ) && !message.contains("invalid peer certificate");
             attempt += 1;
             if !transient || attempt >= PAGE_ATTEMPTS {
                 return Err(PageError::Etcd(err));

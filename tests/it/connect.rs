@@ -628,3 +628,28 @@ async fn scan_cli_with_apiserver_manifest_only() {
         .collect();
     assert_eq!(keys, vec!["/custom/secrets/ns/a"], "{report}");
 }
+
+#[tokio::test]
+async fn one_dead_endpoint_among_several_is_tolerated() {
+    let etcd = Etcd::start();
+    load(&etcd, 250).await;
+    let dead = format!("https://127.0.0.1:{}", crate::common::etcd::free_port());
+    for endpoints in [
+        vec![dead.clone(), etcd.endpoint()],
+        vec![etcd.endpoint(), dead.clone()],
+    ] {
+        let mut opts = opts_for(&etcd);
+        opts.endpoints = endpoints.clone();
+        let client = connect(&opts).await.expect("a live member is enough");
+        let mut src = EtcdSource::new(client, endpoints, b"/registry/".to_vec(), None, 20);
+        let mut batches = Vec::new();
+        drain(&mut src, &mut batches).await;
+        assert_each_once_in_order(&batches, 0..250);
+    }
+    let dead2 = format!("https://127.0.0.1:{}", crate::common::etcd::free_port());
+    let mut opts = opts_for(&etcd);
+    opts.endpoints = vec![dead.clone(), dead2.clone()];
+    let msg = connect_err(&opts).await.to_string();
+    assert!(msg.contains("no etcd endpoint answered"), "{msg}");
+    assert!(msg.contains(&dead) && msg.contains(&dead2), "{msg}");
+}

@@ -1,7 +1,11 @@
 //! Integration tests: the KMS gRPC clients against the real `atrest-test-kms` plugin process
 //! (both APIs, the vectors' recorded DEKs, key id switch via SIGHUP, and every failure mode:
 //! unreachable, slow, unhealthy, wrong version, failing, mismatching key ids).
-//! Secrets are compared by SHA-256, never printed.
+//! Secrets are compared by SHA-256, never printed. `codec` runs the codec's KMS providers
+//! (Transformers/Chain) against the plugin; `etcd` adds a real etcd and the atrest CLI.
+mod codec;
+mod etcd;
+
 use crate::common::kms::{KmsPlugin, random_suffix};
 use atrest::config::{KmsApiVersion, KmsConfig};
 use atrest::kms::grpc::{V1Client, V2Client};
