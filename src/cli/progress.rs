@@ -84,6 +84,9 @@ impl Bar {
 
 impl Progress for Bar {
     fn set_total(&self, keys: u64) {
+        // A fresh count (and ETA) for the keys, after any byte-counting phase.
+        self.pb.reset();
+        self.pb.set_message("");
         self.pb.set_length(keys);
         self.pb.set_style(self.style(true));
     }
@@ -93,6 +96,29 @@ impl Progress for Bar {
     }
     fn message(&self, msg: &str) {
         self.pb.set_message(msg.to_string());
+    }
+}
+
+/// Opening a snapshot reads the whole file first (SHA-256 trailer, index pass): bytes, with an
+/// ETA, until the key phase starts.
+impl atrest::snapshot::ReadProgress for Bar {
+    fn start(&self, what: &str, total_bytes: u64) {
+        self.pb.reset();
+        self.pb.set_length(total_bytes);
+        self.pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}) ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        self.pb.set_message(what.to_string());
+    }
+    fn advance(&self, bytes: u64) {
+        self.pb.inc(bytes);
+    }
+    fn finish(&self) {
+        self.pb.set_position(self.pb.length().unwrap_or(0));
     }
 }
 
