@@ -447,7 +447,7 @@ pub fn judge_read(
         Err(e) => {
             let kms_key_id = kms_v2.map(|k| k.key_id);
             let mut detail = format!("{}: {}", e.class, e.message);
-            if let Some(id) = &kms_key_id {
+            if let Some(id) = kms_key_id.as_deref().filter(|id| !id.is_empty()) {
                 let _ = write!(detail, " (keyID {id})");
             }
             Verdict {
