@@ -263,6 +263,19 @@ impl Transport {
                 return self.unreachable(self.describe_dial_failure(&failure));
             }
         }
+        // A status with a source was made on our side from a transport error (the plugin never
+        // answered): say so instead of "the plugin answered".
+        if std::error::Error::source(status).is_some() {
+            return KmsError::Call {
+                name: self.name.clone(),
+                rpc,
+                message: format!(
+                    "the connection to the plugin on socket {} broke during the call ({}); did the plugin exit or crash?",
+                    self.socket_display(),
+                    status.message()
+                ),
+            };
+        }
         let hint = if status.code() == Code::Unimplemented {
             " (the plugin does not serve this KMS API: check the provider's apiVersion)"
         } else {

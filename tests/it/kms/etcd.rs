@@ -515,3 +515,65 @@ async fn rotate_writes_nothing_when_the_plugin_key_ids_disagree_or_into_kms_v1()
     check_untouched("into KMS v1").await;
     assert_eq!(plugin.stats().v1_encrypt, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_crash_in_the_middle_of_a_verify_scan() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("kms.sock");
+    let kms = {
+        let plugin = KmsPlugin::builder()
+            .socket(&sock)
+            .key_id("key-a")
+            .api("v2")
+            .start();
+        let kms = plugin.provider_yaml("my-kms", "v2", 6);
+        for run in 0..3 {
+            let keys: Vec<_> = (run * 200..(run + 1) * 200)
+                .map(|i| (secret_key(i), secret_plaintext(i)))
+                .collect();
+            etcd.put_many(encode_all(&kms, &keys).await).await;
+        }
+        kms
+    };
+    let cfg = write_config(dir.path(), "enc.yaml", &format!("{kms}{IDENTITY}"));
+    // Status answers at once, Decrypt only after 3s: the crash lands while the scan waits.
+    let mut plugin = KmsPlugin::builder()
+        .socket(&sock)
+        .key_id("key-a")
+        .api("v2")
+        .args(["--decrypt-delay", "3000"])
+        .start();
+    let mut cmd = std::process::Command::new(crate::common::bin_path("atrest"));
+    cmd.arg("scan")
+        .args(etcd.atrest_conn_args())
+        .arg("--encryption-provider-config")
+        .arg(&cfg)
+        .args(["--verify", "-o", "json", "--no-progress"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn atrest scan");
+    plugin.wait_for("the scan's Status call", || plugin.stats().v2_status >= 1);
+    plugin.kill();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("scan output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Every object is reported undecryptable with the reason; the scan finishes (exit 1).
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["summary"]["objects"], 600);
+    assert_eq!(report["summary"]["undecryptable"], 600);
+    let socket = sock.display().to_string();
+    for o in report["objects"].as_array().expect("objects") {
+        let detail = o["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("kms-decrypt-failed"), "{o}");
+        assert!(detail.contains(&socket), "detail names the socket: {o}");
+    }
+}

@@ -594,3 +594,46 @@ async fn errors_and_debug_output_hold_no_key_material() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_crash_during_a_call_is_reported() {
+    let mut plugin = KmsPlugin::builder()
+        .api("v2")
+        .args(["--decrypt-delay", "3000"])
+        .start();
+    let client = std::sync::Arc::new(v2(&plugin));
+    let enc = client.encrypt(&random_secret()).await.expect("encrypt");
+    let c = std::sync::Arc::clone(&client);
+    let call = tokio::spawn(async move {
+        c.decrypt(&DecryptRequest {
+            ciphertext: enc.ciphertext,
+            key_id: enc.key_id,
+            annotations: enc.annotations,
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    plugin.kill();
+    let err = call
+        .await
+        .expect("task")
+        .expect_err("plugin crashed mid-call");
+    match &err {
+        KmsError::Call { rpc, message, .. } => {
+            assert_eq!(*rpc, "Decrypt");
+            assert!(
+                message.contains("did the plugin exit or crash?"),
+                "{message}"
+            );
+            assert!(
+                message.contains(plugin.endpoint.trim_start_matches("unix://")),
+                "{message}"
+            );
+        }
+        // Depending on timing the broken connection may already be seen at dial time.
+        KmsError::Unreachable { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    let err = client.status().await.expect_err("down");
+    assert!(matches!(err, KmsError::Unreachable { .. }), "{err:?}");
+}
