@@ -354,20 +354,31 @@ async fn scan_with_the_plugin_down_failing_or_slow() {
         .socket(&sock)
         .key_id("key-a")
         .api("v2")
-        .args(["--decrypt-delay", "3000"])
+        .args(["--decrypt-delay", "8000"])
         .start();
     let cfg = write_config(
         dir.path(),
-        "enc-1s.yaml",
-        &format!("{}{IDENTITY}", kms.replace("timeout: 10s", "timeout: 1s")),
+        "enc-2s.yaml",
+        &format!("{}{IDENTITY}", kms.replace("timeout: 10s", "timeout: 2s")),
     );
     let started = std::time::Instant::now();
     let run = scan(&etcd, &cfg, &["--verify"]);
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
-    assert_eq!(run.json()["summary"]["undecryptable"], 30);
+    let report = run.json();
+    assert_eq!(report["summary"]["undecryptable"], 30);
+    for o in report["objects"].as_array().expect("objects") {
+        assert!(
+            o["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("timed out after 2s")),
+            "{o}"
+        );
+    }
+    // 30 objects share one seed: one timeout, not 30 (60s).
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(120),
-        "bounded by the timeout"
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "a stuck plugin costs one timeout per DEK source: {:?}",
+        started.elapsed()
     );
 }
 

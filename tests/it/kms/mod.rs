@@ -382,6 +382,41 @@ async fn decrypt_only_delay_knob() {
 }
 
 #[tokio::test]
+async fn a_timed_out_decrypt_is_not_resent_at_once() {
+    let plugin = KmsPlugin::builder()
+        .args(["--decrypt-delay", "10000"])
+        .start();
+    let cfg = plugin.kms_config_with_timeout("kms", KmsApiVersion::V2, Duration::from_secs(1));
+    let client = V2Client::new(&cfg).expect("client");
+    let a = client.encrypt(&random_secret()).await.expect("encrypt");
+    let b = client.encrypt(&random_secret()).await.expect("encrypt");
+    let req = |e: &atrest::kms::EncryptResponse| DecryptRequest {
+        ciphertext: e.ciphertext.clone(),
+        key_id: e.key_id.clone(),
+        annotations: e.annotations.clone(),
+    };
+    let first = client.decrypt(&req(&a)).await.expect_err("slow");
+    assert!(first.to_string().contains("timed out after 1s"), "{first}");
+    // The same request again (the next object sharing the seed): answered at once.
+    let started = Instant::now();
+    let again = client.decrypt(&req(&a)).await.expect_err("memo");
+    assert!(started.elapsed() < Duration::from_millis(900), "not resent");
+    assert!(again.to_string().contains("timed out after 1s"), "{again}");
+    assert!(
+        again.to_string().contains("identical Decrypt timed out"),
+        "{again}"
+    );
+    // Another DEK source is still tried (and times out on its own).
+    let started = Instant::now();
+    let other = client.decrypt(&req(&b)).await.expect_err("slow");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "really sent"
+    );
+    assert!(!other.to_string().contains("identical"), "{other}");
+}
+
+#[tokio::test]
 async fn unhealthy_or_wrong_version_is_invalid() {
     let plugin = KmsPlugin::builder().args(["--unhealthy"]).start();
     let err = v2(&plugin).status().await.expect_err("unhealthy");
