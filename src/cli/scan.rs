@@ -117,7 +117,7 @@ async fn scan(
 
     // The config first: a bad config must fail before any connection is made.
     let transformers = match &config_path {
-        Some(p) => Some(load_transformers(p).await?),
+        Some(p) => Some(load_transformers(p, a.verify).await?),
         None => {
             if a.verify {
                 bail!(
@@ -221,9 +221,13 @@ impl Target {
     }
 }
 
-/// Load and validate the config, build the transformers and reach every KMS v2 plugin once.
-async fn load_transformers(path: &Path) -> anyhow::Result<Transformers> {
+/// Load and validate the config, build the transformers and reach every KMS v2 plugin once
+/// (and, with `--verify`, every KMS v1 plugin: reading through it needs it).
+async fn load_transformers(path: &Path, verify: bool) -> anyhow::Result<Transformers> {
     let cfg = EncryptionConfig::load(path)?;
+    if verify {
+        check_kms_v1_plugins(&cfg, path).await?;
+    }
     let t = Transformers::new(&cfg, &atrest::kms::GrpcConnector)
         .with_context(|| format!("{}: cannot set up the providers", path.display()))?;
     t.prepare_kms().await.with_context(|| {
@@ -233,6 +237,37 @@ async fn load_transformers(path: &Path) -> anyhow::Result<Transformers> {
         )
     })?;
     Ok(t)
+}
+
+/// A KMS v1 plugin that cannot be reached would make every value it wrote `undecryptable`:
+/// that is not a finding about the data but a broken setup, so it is an error (exit 2) naming
+/// the plugin and its socket. One Version call per distinct v1 plugin.
+async fn check_kms_v1_plugins(cfg: &EncryptionConfig, path: &Path) -> anyhow::Result<()> {
+    use atrest::config::{KmsApiVersion, ProviderConfig};
+    use atrest::kms::KmsConnector;
+    let mut seen = std::collections::BTreeSet::new();
+    let v1 = cfg
+        .rules
+        .iter()
+        .flat_map(|r| r.providers.iter())
+        .filter_map(|p| match p {
+            ProviderConfig::Kms(k) if k.api_version == KmsApiVersion::V1 => Some(k),
+            _ => None,
+        });
+    for k in v1 {
+        if !seen.insert(k.name.clone()) {
+            continue;
+        }
+        let service = atrest::kms::GrpcConnector.connect(k)?;
+        service.status().await.with_context(|| {
+            format!(
+                "{}: --verify needs KMS v1 plugin {} to decrypt",
+                path.display(),
+                k.name
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// kube-apiserver's key prefix: `"/" + --etcd-prefix`, cleaned, with a trailing `/` (spec §7).
