@@ -316,7 +316,15 @@ pub fn describe_error(err: &etcd_client::Error, ctx: &ErrorContext, doing: &str)
     if let Some(tls) = describe_tls(&detail, &message, ctx) {
         return ConnectError::Tls(tls);
     }
-    if code == Some(tonic::Code::Unavailable) || code == Some(tonic::Code::DeadlineExceeded) {
+    if code == Some(tonic::Code::DeadlineExceeded)
+        || (code == Some(tonic::Code::Cancelled) && message.contains("Timeout expired"))
+    {
+        return ConnectError::Failed(format!(
+            "etcd at {eps} did not answer in time ({doing}: {message}): raise --command-timeout, \
+             or lower --page-size if pages are large"
+        ));
+    }
+    if code == Some(tonic::Code::Unavailable) {
         return ConnectError::Failed(format!("etcd at {eps} is unavailable ({doing}): {message}"));
     }
     ConnectError::Failed(format!("etcd at {eps}: {doing} failed: {err}"))
@@ -389,8 +397,13 @@ fn describe_tls(detail: &str, message: &str, ctx: &ErrorContext) -> Option<Strin
         ));
     }
     if detail.contains("Expired") || detail.contains("NotValidYet") {
+        let whose = if alert_from_server {
+            "the client certificate (--cert)"
+        } else {
+            "the server certificate"
+        };
         return Some(format!(
-            "TLS handshake with {eps} failed: a certificate is outside its validity period \
+            "TLS handshake with {eps} failed: {whose} is outside its validity period \
              ({message}); renew it (kubeadm certs renew) or check the clock"
         ));
     }

@@ -117,7 +117,7 @@ async fn scan(
 
     // The config first: a bad config must fail before any connection is made.
     let transformers = match &config_path {
-        Some(p) => Some(load_transformers(p).await?),
+        Some(p) => Some(load_transformers(p, a.verify).await?),
         None => {
             if a.verify {
                 bail!(
@@ -129,7 +129,8 @@ async fn scan(
     };
     let classifier = Classifier::new(&prefix, transformers, a.verify);
 
-    let mut source = target.open(&a, key_prefix.as_bytes()).await?;
+    let bar = Bar::new(!a.no_progress, "keys");
+    let mut source = target.open(&a, key_prefix.as_bytes(), &bar).await?;
     let opts = ScanOptions {
         resources,
         list_all: a.list == ListMode::All,
@@ -137,7 +138,6 @@ async fn scan(
         config_path: config_path.as_ref().map(|p| p.display().to_string()),
         prefix,
     };
-    let bar = Bar::new(!a.no_progress, "keys");
     let report = run_scan(source.as_mut(), &classifier, &opts, &bar)
         .await
         .context("scan failed")?;
@@ -193,10 +193,19 @@ impl Target {
         })
     }
 
-    async fn open(self, a: &ScanArgs, key_prefix: &[u8]) -> anyhow::Result<Box<dyn KvSource>> {
+    async fn open(
+        self,
+        a: &ScanArgs,
+        key_prefix: &[u8],
+        bar: &Bar,
+    ) -> anyhow::Result<Box<dyn KvSource>> {
         if let Some(path) = &a.snapshot {
-            let src =
-                atrest::snapshot::SnapshotSource::open(path, key_prefix, a.page_size as usize)?;
+            let src = atrest::snapshot::SnapshotSource::open_with(
+                path,
+                key_prefix,
+                a.page_size as usize,
+                bar,
+            )?;
             return Ok(Box::new(src));
         }
         let Some(resolved) = self.resolved else {
@@ -221,9 +230,13 @@ impl Target {
     }
 }
 
-/// Load and validate the config, build the transformers and reach every KMS v2 plugin once.
-async fn load_transformers(path: &Path) -> anyhow::Result<Transformers> {
+/// Load and validate the config, build the transformers and reach every KMS v2 plugin once
+/// (and, with `--verify`, every KMS v1 plugin: reading through it needs it).
+async fn load_transformers(path: &Path, verify: bool) -> anyhow::Result<Transformers> {
     let cfg = EncryptionConfig::load(path)?;
+    if verify {
+        check_kms_v1_plugins(&cfg, path).await?;
+    }
     let t = Transformers::new(&cfg, &atrest::kms::GrpcConnector)
         .with_context(|| format!("{}: cannot set up the providers", path.display()))?;
     t.prepare_kms().await.with_context(|| {
@@ -233,6 +246,37 @@ async fn load_transformers(path: &Path) -> anyhow::Result<Transformers> {
         )
     })?;
     Ok(t)
+}
+
+/// A KMS v1 plugin that cannot be reached would make every value it wrote `undecryptable`:
+/// that is not a finding about the data but a broken setup, so it is an error (exit 2) naming
+/// the plugin and its socket. One Version call per distinct v1 plugin.
+async fn check_kms_v1_plugins(cfg: &EncryptionConfig, path: &Path) -> anyhow::Result<()> {
+    use atrest::config::{KmsApiVersion, ProviderConfig};
+    use atrest::kms::KmsConnector;
+    let mut seen = std::collections::BTreeSet::new();
+    let v1 = cfg
+        .rules
+        .iter()
+        .flat_map(|r| r.providers.iter())
+        .filter_map(|p| match p {
+            ProviderConfig::Kms(k) if k.api_version == KmsApiVersion::V1 => Some(k),
+            _ => None,
+        });
+    for k in v1 {
+        if !seen.insert(k.name.clone()) {
+            continue;
+        }
+        let service = atrest::kms::GrpcConnector.connect(k)?;
+        service.status().await.with_context(|| {
+            format!(
+                "{}: --verify needs KMS v1 plugin {} to decrypt",
+                path.display(),
+                k.name
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// kube-apiserver's key prefix: `"/" + --etcd-prefix`, cleaned, with a trailing `/` (spec §7).

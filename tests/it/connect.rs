@@ -653,3 +653,39 @@ async fn one_dead_endpoint_among_several_is_tolerated() {
     assert!(msg.contains("no etcd endpoint answered"), "{msg}");
     assert!(msg.contains(&dead) && msg.contains(&dead2), "{msg}");
 }
+
+#[tokio::test]
+async fn silent_server_times_out_within_dial_timeout() {
+    // Accepts TCP (kernel backlog) but never answers the TLS handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let etcd = Etcd::start();
+    let mut opts = opts_for(&etcd);
+    opts.endpoints = vec![format!("https://127.0.0.1:{port}")];
+    opts.dial_timeout = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let e = connect_err(&opts).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(e, ConnectError::Unreachable(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("--dial-timeout 1s"), "{msg}");
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    drop(silent);
+}
+
+#[tokio::test]
+async fn expired_server_certificate_is_explained() {
+    let etcd = Etcd::start_with(EtcdOptions {
+        server_cert_expired: true,
+        ..Default::default()
+    });
+    let e = connect_err(&opts_for(&etcd)).await;
+    assert!(matches!(e, ConnectError::Tls(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("outside its validity period"), "{msg}");
+    assert!(msg.contains("renew"), "{msg}");
+}

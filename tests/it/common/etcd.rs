@@ -34,6 +34,8 @@ pub struct EtcdOptions {
     pub transport: Transport,
     /// Put 127.0.0.1 in the server certificate (false: only DNS localhost, to test the error).
     pub server_ip_san: bool,
+    /// Serve a server certificate that expired yesterday (to test the error).
+    pub server_cert_expired: bool,
     /// Enable etcd auth with user `root` and this password (harness clients log in as root).
     pub root_password: Option<String>,
 }
@@ -43,6 +45,7 @@ impl Default for EtcdOptions {
         EtcdOptions {
             transport: Transport::MutualTls,
             server_ip_san: true,
+            server_cert_expired: false,
             root_password: None,
         }
     }
@@ -76,6 +79,7 @@ impl Etcd {
                 &dir.path().join("pki"),
                 &CertOptions {
                     server_ip_san: opts.server_ip_san,
+                    server_expired: opts.server_cert_expired,
                 },
             )
         });
@@ -196,6 +200,10 @@ impl Etcd {
         if let Some(c) = &self.certs {
             let read =
                 |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+            assert!(
+                !self.opts.server_cert_expired,
+                "no harness client for an etcd with an expired certificate"
+            );
             let mut tls = etcd_client::TlsOptions::new()
                 .ca_certificate(etcd_client::Certificate::from_pem(read(&c.ca)))
                 .domain_name("localhost");
@@ -357,6 +365,9 @@ fn etcdctl_command(
     cmd.arg(format!("--endpoints={scheme}://{host}:{client_port}"))
         .arg("--dial-timeout=10s")
         .arg("--command-timeout=60s");
+    if opts.server_cert_expired {
+        cmd.arg("--insecure-skip-tls-verify");
+    }
     if let Some(c) = certs {
         cmd.arg(format!("--cacert={}", c.ca.display()));
         if opts.transport == Transport::MutualTls {
