@@ -796,3 +796,176 @@ fn history_reports_plaintext_residue() {
     assert_eq!(latest["provider"], "aescbc");
     assert_eq!(latest["status"], "stale");
 }
+
+/// The KMS v2 plugin's current key id moves on (a KEK rotation, SIGHUP): every value under the old
+/// key id is now stale, and nothing else changes. `expected_status` takes the new key id.
+#[test]
+fn scan_follows_the_plugins_current_key_id() {
+    let m = manifest();
+    let values = snapshot_values();
+    let env = start_env();
+    let cfg = config_model(&env.config_text);
+    let rotated = "fake-kek-2025-01";
+    env._v2.set_key_id(rotated);
+    let (code, report) = scan_json(&env, "/registry", &["--list", "all"]);
+    assert_eq!(code, 1);
+    let by_key: BTreeMap<&str, &Value> = report["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .map(|o| (o["key"].as_str().expect("key"), o))
+        .collect();
+    let mut newly_stale = 0;
+    let mut mismatches = Vec::new();
+    for k in m.keys.iter().filter(|k| k.key.starts_with("/registry/")) {
+        let value = &values[&k.key].value;
+        let Some(want) = expected_status(k, value, &cfg, rotated) else {
+            continue;
+        };
+        let before = expected_status(k, value, &cfg, "fake-kek-2024-06").expect("outcome");
+        if before.status == "current" && want.status == "stale" {
+            newly_stale += 1;
+        }
+        let got = by_key
+            .get(k.key.as_str())
+            .and_then(|o| o["status"].as_str())
+            .unwrap_or("(missing)");
+        if got != want.status {
+            mismatches.push(format!("{}: {got}, want {}", k.key, want.status));
+        }
+    }
+    assert!(
+        newly_stale > 0,
+        "some values were current under the old key id"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "after the key id moved to {rotated}:\n{}",
+        mismatches.join("\n")
+    );
+    assert_eq!(
+        report["summary"]["by_kms_key_id"]
+            .get(rotated)
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        0,
+        "no stored value carries the new key id"
+    );
+}
+
+/// `atrest decode -o json --verify` (no plaintext) says what kube-apiserver's wire view of each
+/// value says: the KMS v2 EncryptedObject fields (as the vectors record them), the error class,
+/// and whether the read entry is the writer (stale or not).
+#[test]
+fn decode_json_matches_the_wire_fields() {
+    let m = manifest();
+    let values = snapshot_values();
+    let env = start_env();
+    let cfg = config_model(&env.config_text);
+    let current_key_id = fake_plugin_header("kmsv2.json")["current_key_id"]
+        .as_str()
+        .expect("current_key_id")
+        .to_string();
+    let config = env.config.display().to_string();
+    let value_file = env.dir.path().join("value.bin");
+    let mut failures: Vec<String> = Vec::new();
+    for k in &m.keys {
+        let Some(outcome) = k.expect_with_all_providers_config.as_deref() else {
+            continue;
+        };
+        let prefix = storage_prefix(&k.key).expect("prefix");
+        let value = &values[&k.key].value;
+        std::fs::write(&value_file, value).expect("write value file");
+        let (code, stdout, stderr) = run_atrest(
+            &[
+                "decode",
+                "--key",
+                &k.key,
+                "--prefix",
+                &prefix,
+                "--encryption-provider-config",
+                &config,
+                "--verify",
+                "-o",
+                "json",
+            ],
+            Some(&value_file),
+        );
+        let Ok(d) = serde_json::from_slice::<Value>(&stdout) else {
+            failures.push(format!("{}: exit {code}, no JSON; stderr: {stderr}", k.key));
+            continue;
+        };
+        assert_eq!(d["schema"], "atrest.decode/v1");
+        assert_eq!(d["value_bytes"], k.value_size, "{}: value_bytes", k.key);
+        let want = expected_status(k, value, &cfg, &current_key_id).expect("outcome");
+        if outcome == "ok" {
+            if code != 0 || d["status"] != "ok" || d["verified"] != true {
+                failures.push(format!("{}: exit {code}, status {}", k.key, d["status"]));
+            }
+            // Readable: stale unless it is what the writer would write today.
+            let stale = want.status != "current";
+            if d["config"]["stale"] != stale {
+                failures.push(format!(
+                    "{}: config.stale {}, want {stale} (scan status {})",
+                    k.key, d["config"]["stale"], want.status
+                ));
+            }
+        } else if code != 1 || d["status"] != "unreadable" || d["error"]["class"] != outcome {
+            failures.push(format!(
+                "{}: exit {code}, status {}, class {}, want unreadable/{outcome}",
+                k.key, d["status"], d["error"]["class"]
+            ));
+        }
+        if let Some(src) = &k.source {
+            let case = vector_case(src);
+            if let Some(kind) = case["object"]["kind"].as_str()
+                && outcome == "ok"
+                && d["decrypted"]["kind"]
+                    .as_str()
+                    .is_some_and(|got| got != kind)
+            {
+                failures.push(format!(
+                    "{}: decrypted kind {}, want {kind}",
+                    k.key, d["decrypted"]["kind"]
+                ));
+            }
+            let kms = &case["kms"];
+            if kms["api_version"] == "v2" && kms["key_id"].is_string() {
+                let got = &d["kms_v2"];
+                if got["key_id"] != kms["key_id"] {
+                    failures.push(format!(
+                        "{}: keyID {}, want {}",
+                        k.key, got["key_id"], kms["key_id"]
+                    ));
+                }
+                let want_type = kms["encrypted_dek_source_type"]
+                    .as_str()
+                    .unwrap_or_default();
+                let got_type = got["dek_source_type"].as_str().unwrap_or_default();
+                let type_ok = if want_type.chars().all(|c| c.is_ascii_digit()) {
+                    got_type.contains(want_type)
+                } else {
+                    got_type == want_type
+                };
+                if !type_ok {
+                    failures.push(format!(
+                        "{}: DEK source type {got_type:?}, want {want_type:?}",
+                        k.key
+                    ));
+                }
+                if got["annotations"] != kms["annotations"] {
+                    failures.push(format!(
+                        "{}: annotations {}, want {}",
+                        k.key, got["annotations"], kms["annotations"]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "atrest decode -o json disagrees on {} key(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -6,6 +6,7 @@ mod cli_config;
 mod cli_decode;
 mod compat;
 mod connect;
+mod demo;
 mod kms;
 mod rotate;
 mod scan;
