@@ -410,8 +410,26 @@ fn finish(a: &DecodeArgs, report: &Report) -> anyhow::Result<u8> {
     })
 }
 
+/// `v` with control characters (ESC, CR, newlines...) shown as `\u{..}` escapes.
+fn printable(v: &str) -> String {
+    if !v.chars().any(char::is_control) {
+        return v.to_string();
+    }
+    v.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    let row = |out: &mut dyn Write, k: &str, v: &str| writeln!(out, "{k:<16}{v}");
+    // Names, keyIDs, annotation keys and type metadata come from the untrusted value:
+    // control characters are escaped so a crafted value cannot drive the terminal.
+    let row = |out: &mut dyn Write, k: &str, v: &str| writeln!(out, "{k:<16}{}", printable(v));
     row(out, "etcd key", &r.etcd_key)?;
     row(out, "value", &format!("{} bytes", r.value_bytes))?;
     row(out, "format", &r.format)?;

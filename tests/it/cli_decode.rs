@@ -627,3 +627,31 @@ fn overlapping_aescbc_names_are_reported() {
         "{table}"
     );
 }
+
+/// A crafted prefix cannot put terminal control sequences into the table.
+#[test]
+fn table_escapes_control_characters_from_the_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("value.bin");
+    std::fs::write(
+        &file,
+        b"k8s:enc:aescbc:v1:\x1b[2J\x1b]0;owned\x07\rkey:0123456789abcdef0123456789abcdef",
+    )
+    .expect("write");
+    let out = atrest_cmd()
+        .args(["decode", "--key", "/registry/secrets/default/x"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert!(
+        !out.stdout
+            .iter()
+            .any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
+        "raw control bytes in: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\\u{1b}[2J"), "{stdout}");
+}
