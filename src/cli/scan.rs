@@ -129,7 +129,8 @@ async fn scan(
     };
     let classifier = Classifier::new(&prefix, transformers, a.verify);
 
-    let mut source = target.open(&a, key_prefix.as_bytes()).await?;
+    let bar = Bar::new(!a.no_progress, "keys");
+    let mut source = target.open(&a, key_prefix.as_bytes(), &bar).await?;
     let opts = ScanOptions {
         resources,
         list_all: a.list == ListMode::All,
@@ -137,7 +138,6 @@ async fn scan(
         config_path: config_path.as_ref().map(|p| p.display().to_string()),
         prefix,
     };
-    let bar = Bar::new(!a.no_progress, "keys");
     let report = run_scan(source.as_mut(), &classifier, &opts, &bar)
         .await
         .context("scan failed")?;
@@ -193,10 +193,19 @@ impl Target {
         })
     }
 
-    async fn open(self, a: &ScanArgs, key_prefix: &[u8]) -> anyhow::Result<Box<dyn KvSource>> {
+    async fn open(
+        self,
+        a: &ScanArgs,
+        key_prefix: &[u8],
+        bar: &Bar,
+    ) -> anyhow::Result<Box<dyn KvSource>> {
         if let Some(path) = &a.snapshot {
-            let src =
-                atrest::snapshot::SnapshotSource::open(path, key_prefix, a.page_size as usize)?;
+            let src = atrest::snapshot::SnapshotSource::open_with(
+                path,
+                key_prefix,
+                a.page_size as usize,
+                bar,
+            )?;
             return Ok(Box::new(src));
         }
         let Some(resolved) = self.resolved else {

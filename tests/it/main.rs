@@ -4,6 +4,7 @@ mod common;
 
 mod cli_config;
 mod cli_decode;
+mod compat;
 mod connect;
 mod kms;
 mod rotate;

@@ -51,6 +51,20 @@ pub fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
+/// Assert two secrets (plaintexts, keys) are equal; a failure shows only lengths and SHA-256.
+#[track_caller]
+pub fn assert_same_secret(got: &[u8], want: &[u8]) {
+    if got != want {
+        panic!(
+            "secrets differ: got {} bytes (sha256 {}), want {} bytes (sha256 {})",
+            got.len(),
+            sha(got),
+            want.len(),
+            sha(want)
+        );
+    }
+}
+
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_else(|| panic!("field {k} missing"))
 }
