@@ -279,18 +279,8 @@ async fn check_kms_v1_plugins(cfg: &EncryptionConfig, path: &Path) -> anyhow::Re
     Ok(())
 }
 
-/// kube-apiserver's key prefix: `"/" + --etcd-prefix`, cleaned, with a trailing `/` (spec §7).
-pub fn storage_key_prefix(etcd_prefix: &str) -> String {
-    let segments: Vec<&str> = etcd_prefix
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
-    if segments.is_empty() {
-        "/".to_string()
-    } else {
-        format!("/{}/", segments.join("/"))
-    }
-}
+/// The one storage-prefix normalizer (also used by `snapshot` through this path).
+pub use atrest::resource::storage_key_prefix;
 
 fn parse_fail_on(list: &[String]) -> anyhow::Result<Vec<Status>> {
     let mut out = Vec::new();
