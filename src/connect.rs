@@ -594,7 +594,11 @@ fn credentials(opts: &ConnectOptions) -> Result<Option<(String, String)>, Connec
         (Some(user), Some(pw)) => Ok(Some((user.clone(), pw.clone()))),
         (Some(user), None) => match user.split_once(':') {
             Some((name, pw)) if !name.is_empty() => Ok(Some((name.to_string(), pw.to_string()))),
-            _ => Err(ConnectError::Usage(format!(
+            // `:pw` (empty name) lands here too: never echo what follows the colon.
+            Some(_) => Err(ConnectError::Usage(
+                "--user has an empty name before ':': pass --user NAME:PASSWORD".into(),
+            )),
+            None => Err(ConnectError::Usage(format!(
                 "--user {user} has no password: pass --user NAME:PASSWORD, --password or ETCDCTL_PASSWORD"
             ))),
         },
@@ -902,12 +906,39 @@ spec:
             user: Some("root:s3cr3t-pw".into()),
             ..Default::default()
         };
-        assert_eq!(
-            credentials(&opts).unwrap(),
-            Some(("root".to_string(), "s3cr3t-pw".to_string()))
+        let (name, pw) = credentials(&opts).unwrap().expect("credentials");
+        assert_eq!(name, "root");
+        assert!(
+            pw == "s3cr3t-pw",
+            "password not split off --user NAME:PASSWORD (got {} bytes)",
+            pw.len()
         );
-        let dbg = format!("{opts:?}");
-        assert!(!dbg.contains("s3cr3t-pw"), "{dbg}");
+        let with_password = ConnectOptions {
+            password: Some("fl4g-pw".into()),
+            ..opts.clone()
+        };
+        // Failure messages say which secret leaked, never the text holding it.
+        let dbg = format!("{with_password:?}");
+        assert!(
+            !dbg.contains("s3cr3t-pw"),
+            "Debug of ConnectOptions shows the --user password"
+        );
+        assert!(
+            !dbg.contains("fl4g-pw"),
+            "Debug of ConnectOptions shows --password"
+        );
+        assert!(dbg.contains("\"root\""), "Debug should still name the user");
+        let e = credentials(&ConnectOptions {
+            user: Some(":s3cr3t-pw".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            !e.contains("s3cr3t-pw"),
+            "the empty-name error echoes the password"
+        );
+        assert!(e.contains("empty name"), "{e}");
         let opts = ConnectOptions {
             user: Some("root".into()),
             ..Default::default()

@@ -129,7 +129,8 @@ async fn scan(
     };
     let classifier = Classifier::new(&prefix, transformers, a.verify);
 
-    let mut source = target.open(&a, key_prefix.as_bytes()).await?;
+    let bar = Bar::new(!a.no_progress, "keys");
+    let mut source = target.open(&a, key_prefix.as_bytes(), &bar).await?;
     let opts = ScanOptions {
         resources,
         list_all: a.list == ListMode::All,
@@ -137,7 +138,6 @@ async fn scan(
         config_path: config_path.as_ref().map(|p| p.display().to_string()),
         prefix,
     };
-    let bar = Bar::new(!a.no_progress, "keys");
     let report = run_scan(source.as_mut(), &classifier, &opts, &bar)
         .await
         .context("scan failed")?;
@@ -193,10 +193,19 @@ impl Target {
         })
     }
 
-    async fn open(self, a: &ScanArgs, key_prefix: &[u8]) -> anyhow::Result<Box<dyn KvSource>> {
+    async fn open(
+        self,
+        a: &ScanArgs,
+        key_prefix: &[u8],
+        bar: &Bar,
+    ) -> anyhow::Result<Box<dyn KvSource>> {
         if let Some(path) = &a.snapshot {
-            let src =
-                atrest::snapshot::SnapshotSource::open(path, key_prefix, a.page_size as usize)?;
+            let src = atrest::snapshot::SnapshotSource::open_with(
+                path,
+                key_prefix,
+                a.page_size as usize,
+                bar,
+            )?;
             return Ok(Box::new(src));
         }
         let Some(resolved) = self.resolved else {
@@ -270,18 +279,8 @@ async fn check_kms_v1_plugins(cfg: &EncryptionConfig, path: &Path) -> anyhow::Re
     Ok(())
 }
 
-/// kube-apiserver's key prefix: `"/" + --etcd-prefix`, cleaned, with a trailing `/` (spec §7).
-pub fn storage_key_prefix(etcd_prefix: &str) -> String {
-    let segments: Vec<&str> = etcd_prefix
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
-    if segments.is_empty() {
-        "/".to_string()
-    } else {
-        format!("/{}/", segments.join("/"))
-    }
-}
+/// The one storage-prefix normalizer (also used by `snapshot` through this path).
+pub use atrest::resource::storage_key_prefix;
 
 fn parse_fail_on(list: &[String]) -> anyhow::Result<Vec<Status>> {
     let mut out = Vec::new();

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod chain;
 pub mod kmsv1;
 pub mod kmsv2;
+pub mod mac;
 pub mod plaintext;
 pub mod secretbox;
 
@@ -247,6 +248,37 @@ fn split_name(rest: &[u8]) -> (Option<String>, Option<&[u8]>) {
             rest.get(i + 1..),
         ),
         None => (None, None),
+    }
+}
+
+/// Test helpers shared by the codec's unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use sha2::{Digest, Sha256};
+
+    /// Assert two secrets (plaintexts, keys) are equal; a failure names only their lengths
+    /// and SHA-256 digests, never the bytes.
+    #[track_caller]
+    pub fn assert_same_secret(got: &[u8], want: &[u8]) {
+        if got != want {
+            panic!(
+                "secrets differ: got {} bytes (sha256 {}), want {} bytes (sha256 {})",
+                got.len(),
+                hex::encode(Sha256::digest(got)),
+                want.len(),
+                hex::encode(Sha256::digest(want))
+            );
+        }
+    }
+
+    #[test]
+    fn failure_message_hides_the_bytes() {
+        let r = std::panic::catch_unwind(|| assert_same_secret(b"hunter2-secret", b"other"));
+        let err = r.expect_err("must fail");
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("14 bytes") && msg.contains("5 bytes"), "{msg}");
+        assert!(!msg.contains("hunter2") && !msg.contains("other"));
+        assert_same_secret(b"same", b"same");
     }
 }
 

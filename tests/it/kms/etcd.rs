@@ -354,20 +354,31 @@ async fn scan_with_the_plugin_down_failing_or_slow() {
         .socket(&sock)
         .key_id("key-a")
         .api("v2")
-        .args(["--decrypt-delay", "3000"])
+        .args(["--decrypt-delay", "8000"])
         .start();
     let cfg = write_config(
         dir.path(),
-        "enc-1s.yaml",
-        &format!("{}{IDENTITY}", kms.replace("timeout: 10s", "timeout: 1s")),
+        "enc-2s.yaml",
+        &format!("{}{IDENTITY}", kms.replace("timeout: 10s", "timeout: 2s")),
     );
     let started = std::time::Instant::now();
     let run = scan(&etcd, &cfg, &["--verify"]);
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
-    assert_eq!(run.json()["summary"]["undecryptable"], 30);
+    let report = run.json();
+    assert_eq!(report["summary"]["undecryptable"], 30);
+    for o in report["objects"].as_array().expect("objects") {
+        assert!(
+            o["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("timed out after 2s")),
+            "{o}"
+        );
+    }
+    // 30 objects share one seed: one timeout, not 30 (60s).
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(120),
-        "bounded by the timeout"
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "a stuck plugin costs one timeout per DEK source: {:?}",
+        started.elapsed()
     );
 }
 
@@ -514,4 +525,183 @@ async fn rotate_writes_nothing_when_the_plugin_key_ids_disagree_or_into_kms_v1()
     assert!(all.contains("v1"), "{all}");
     check_untouched("into KMS v1").await;
     assert_eq!(plugin.stats().v1_encrypt, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_crash_in_the_middle_of_a_verify_scan() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("kms.sock");
+    let kms = {
+        let plugin = KmsPlugin::builder()
+            .socket(&sock)
+            .key_id("key-a")
+            .api("v2")
+            .start();
+        let kms = plugin.provider_yaml("my-kms", "v2", 6);
+        for run in 0..3 {
+            let keys: Vec<_> = (run * 200..(run + 1) * 200)
+                .map(|i| (secret_key(i), secret_plaintext(i)))
+                .collect();
+            etcd.put_many(encode_all(&kms, &keys).await).await;
+        }
+        kms
+    };
+    let cfg = write_config(dir.path(), "enc.yaml", &format!("{kms}{IDENTITY}"));
+    // Status answers at once, Decrypt only after 3s: the crash lands while the scan waits.
+    let mut plugin = KmsPlugin::builder()
+        .socket(&sock)
+        .key_id("key-a")
+        .api("v2")
+        .args(["--decrypt-delay", "3000"])
+        .start();
+    let mut cmd = std::process::Command::new(crate::common::bin_path("atrest"));
+    cmd.arg("scan")
+        .args(etcd.atrest_conn_args())
+        .arg("--encryption-provider-config")
+        .arg(&cfg)
+        .args(["--verify", "-o", "json", "--no-progress"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn atrest scan");
+    plugin.wait_for("the scan's Status call", || plugin.stats().v2_status >= 1);
+    plugin.kill();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("scan output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Every object is reported undecryptable with the reason; the scan finishes (exit 1).
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["summary"]["objects"], 600);
+    assert_eq!(report["summary"]["undecryptable"], 600);
+    let socket = sock.display().to_string();
+    for o in report["objects"].as_array().expect("objects") {
+        let detail = o["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("kms-decrypt-failed"), "{o}");
+        assert!(detail.contains(&socket), "detail names the socket: {o}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_with_the_plugin_down_slow_or_failing_writes_nothing() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("kms.sock");
+    // 40 aescbc values (to move into KMS v2) and 40 KMS v2 values (to move into aesgcm).
+    let mut plugin = KmsPlugin::builder()
+        .socket(&sock)
+        .key_id("key-a")
+        .api("v2")
+        .start();
+    let kms = plugin.provider_yaml("my-kms", "v2", 6);
+    let kms_1s = kms.replace("timeout: 10s", "timeout: 1s");
+    let cbc: Vec<_> = (0..40)
+        .map(|i| (secret_key(i), secret_plaintext(i)))
+        .collect();
+    etcd.put_many(encode_all(AESCBC, &cbc).await).await;
+    let v2: Vec<_> = (40..80)
+        .map(|i| (secret_key(i), secret_plaintext(i)))
+        .collect();
+    etcd.put_many(encode_all(&kms, &v2).await).await;
+    let before = snapshot(&etcd).await;
+    let into_kms = write_config(dir.path(), "into-kms.yaml", &format!("{kms_1s}{AESCBC}"));
+    let off_kms = write_config(
+        dir.path(),
+        "off-kms.yaml",
+        &format!("{AESGCM}{kms_1s}{AESCBC}"),
+    );
+
+    // Down: exit 2 naming the socket.
+    plugin.kill();
+    let run = rotate(&etcd, &into_kms, &dir.path().join("down.journal"));
+    assert_eq!(
+        run.code, 2,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stderr.contains(&sock.display().to_string()),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        snapshot(&etcd).await,
+        before,
+        "plugin down: nothing written"
+    );
+
+    // Slow beyond the 1s timeout: exit 2 saying it timed out.
+    let slow = KmsPlugin::builder()
+        .socket(&sock)
+        .key_id("key-a")
+        .api("v2")
+        .args(["--delay", "3000"])
+        .start();
+    let run = rotate(&etcd, &into_kms, &dir.path().join("slow.journal"));
+    assert_eq!(
+        run.code, 2,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert!(run.stderr.contains("timed out after 1s"), "{}", run.stderr);
+    assert_eq!(
+        snapshot(&etcd).await,
+        before,
+        "plugin slow: nothing written"
+    );
+    drop(slow);
+
+    // Decrypt failing while moving off KMS v2: the KMS v2 values are skipped (undecryptable,
+    // exit 1) and left as they are; the aescbc values still move to aesgcm.
+    let _failing = KmsPlugin::builder()
+        .socket(&sock)
+        .key_id("key-a")
+        .api("v2")
+        .args(["--fail-decrypt"])
+        .start();
+    let run = rotate(&etcd, &off_kms, &dir.path().join("failing.journal"));
+    assert_eq!(
+        run.code, 1,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    let doc = run.json();
+    let skipped = doc["skipped"].as_array().expect("skipped list");
+    assert_eq!(skipped.len(), 40, "{doc}");
+    assert!(
+        skipped.iter().all(|s| s["status"] == "undecryptable"),
+        "{doc}"
+    );
+    let after = snapshot(&etcd).await;
+    for i in 40..80 {
+        assert_eq!(
+            after[&secret_key(i)],
+            before[&secret_key(i)],
+            "KMS v2 value {i} untouched"
+        );
+    }
+    for i in 0..40 {
+        let v = etcd.get(secret_key(i).as_bytes()).await.expect("value");
+        assert!(
+            v.starts_with(b"k8s:enc:aesgcm:v1:gcm-1:"),
+            "aescbc value {i} moved"
+        );
+    }
+}
+
+/// mod_revision and value hash of the 80 test secrets.
+async fn snapshot(etcd: &Etcd) -> BTreeMap<String, (i64, String)> {
+    let mut m = BTreeMap::new();
+    for i in 0..80 {
+        let kv = etcd.get_kv(secret_key(i).as_bytes()).await.expect("kv");
+        m.insert(secret_key(i), (kv.mod_revision(), sha(kv.value())));
+    }
+    m
 }
