@@ -291,6 +291,7 @@ async fn judge_with_chain(
             name,
             kms_v2,
             stale_hint,
+            ..
         } => {
             if verify {
                 let read = chain.read(etcd_key, value).await;
@@ -446,7 +447,7 @@ pub fn judge_read(
         Err(e) => {
             let kms_key_id = kms_v2.map(|k| k.key_id);
             let mut detail = format!("{}: {}", e.class, e.message);
-            if let Some(id) = &kms_key_id {
+            if let Some(id) = kms_key_id.as_deref().filter(|id| !id.is_empty()) {
                 let _ = write!(detail, " (keyID {id})");
             }
             Verdict {
@@ -678,6 +679,8 @@ mod tests {
             provider: ProviderKind::AesGcm,
             name: Some("k".into()),
             kms_v2: None,
+            unauthenticated: false,
+            unauthenticated_overlap: false,
         };
         let w = Writer {
             kind: ProviderKind::AesGcm,
@@ -693,6 +696,8 @@ mod tests {
             provider: ProviderKind::Secretbox,
             name: Some("old".into()),
             kms_v2: None,
+            unauthenticated: false,
+            unauthenticated_overlap: false,
         };
         let v = judge_read(&w, ProviderKind::AesGcm, Some("k".into()), None, Ok(stale));
         assert_eq!(v.status, Status::Stale);

@@ -316,7 +316,15 @@ pub fn describe_error(err: &etcd_client::Error, ctx: &ErrorContext, doing: &str)
     if let Some(tls) = describe_tls(&detail, &message, ctx) {
         return ConnectError::Tls(tls);
     }
-    if code == Some(tonic::Code::Unavailable) || code == Some(tonic::Code::DeadlineExceeded) {
+    if code == Some(tonic::Code::DeadlineExceeded)
+        || (code == Some(tonic::Code::Cancelled) && message.contains("Timeout expired"))
+    {
+        return ConnectError::Failed(format!(
+            "etcd at {eps} did not answer in time ({doing}: {message}): raise --command-timeout, \
+             or lower --page-size if pages are large"
+        ));
+    }
+    if code == Some(tonic::Code::Unavailable) {
         return ConnectError::Failed(format!("etcd at {eps} is unavailable ({doing}): {message}"));
     }
     ConnectError::Failed(format!("etcd at {eps}: {doing} failed: {err}"))
@@ -389,8 +397,13 @@ fn describe_tls(detail: &str, message: &str, ctx: &ErrorContext) -> Option<Strin
         ));
     }
     if detail.contains("Expired") || detail.contains("NotValidYet") {
+        let whose = if alert_from_server {
+            "the client certificate (--cert)"
+        } else {
+            "the server certificate"
+        };
         return Some(format!(
-            "TLS handshake with {eps} failed: a certificate is outside its validity period \
+            "TLS handshake with {eps} failed: {whose} is outside its validity period \
              ({message}); renew it (kubeadm certs renew) or check the clock"
         ));
     }
@@ -581,7 +594,11 @@ fn credentials(opts: &ConnectOptions) -> Result<Option<(String, String)>, Connec
         (Some(user), Some(pw)) => Ok(Some((user.clone(), pw.clone()))),
         (Some(user), None) => match user.split_once(':') {
             Some((name, pw)) if !name.is_empty() => Ok(Some((name.to_string(), pw.to_string()))),
-            _ => Err(ConnectError::Usage(format!(
+            // `:pw` (empty name) lands here too: never echo what follows the colon.
+            Some(_) => Err(ConnectError::Usage(
+                "--user has an empty name before ':': pass --user NAME:PASSWORD".into(),
+            )),
+            None => Err(ConnectError::Usage(format!(
                 "--user {user} has no password: pass --user NAME:PASSWORD, --password or ETCDCTL_PASSWORD"
             ))),
         },
@@ -889,12 +906,39 @@ spec:
             user: Some("root:s3cr3t-pw".into()),
             ..Default::default()
         };
-        assert_eq!(
-            credentials(&opts).unwrap(),
-            Some(("root".to_string(), "s3cr3t-pw".to_string()))
+        let (name, pw) = credentials(&opts).unwrap().expect("credentials");
+        assert_eq!(name, "root");
+        assert!(
+            pw == "s3cr3t-pw",
+            "password not split off --user NAME:PASSWORD (got {} bytes)",
+            pw.len()
         );
-        let dbg = format!("{opts:?}");
-        assert!(!dbg.contains("s3cr3t-pw"), "{dbg}");
+        let with_password = ConnectOptions {
+            password: Some("fl4g-pw".into()),
+            ..opts.clone()
+        };
+        // Failure messages say which secret leaked, never the text holding it.
+        let dbg = format!("{with_password:?}");
+        assert!(
+            !dbg.contains("s3cr3t-pw"),
+            "Debug of ConnectOptions shows the --user password"
+        );
+        assert!(
+            !dbg.contains("fl4g-pw"),
+            "Debug of ConnectOptions shows --password"
+        );
+        assert!(dbg.contains("\"root\""), "Debug should still name the user");
+        let e = credentials(&ConnectOptions {
+            user: Some(":s3cr3t-pw".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            !e.contains("s3cr3t-pw"),
+            "the empty-name error echoes the password"
+        );
+        assert!(e.contains("empty name"), "{e}");
         let opts = ConnectOptions {
             user: Some("root".into()),
             ..Default::default()

@@ -241,13 +241,27 @@ const SPECIAL: &[(&[&str], &str, &str, Scope)] = &[
     ),
 ];
 
-/// Normalize `--prefix` to kube-apiserver's `P`: leading `/`, exactly one trailing `/`.
-fn normalized_prefix(prefix: &str) -> String {
-    let trimmed = prefix.trim_matches('/');
-    if trimmed.is_empty() {
+/// kube-apiserver's storage key prefix `P` for an `--etcd-prefix` value: Go's
+/// `path.Join("/", prefix)` (empty and `.` segments dropped, `..` climbing, never above the
+/// root) plus a trailing `/` when there is none (`kubernetes/apiserver pkg/storage/etcd3/store.go`
+/// `New`). `/registry`, `registry` and `/registry/` give `/registry/`; `/` and the empty string
+/// give `/`. Every command that ranges over etcd keys uses this one function, so
+/// `--prefix /` means the same keys everywhere.
+pub fn storage_key_prefix(prefix: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in prefix.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    if segments.is_empty() {
         "/".to_owned()
     } else {
-        format!("/{trimmed}/")
+        format!("/{}/", segments.join("/"))
     }
 }
 
@@ -261,7 +275,7 @@ fn normalized_prefix(prefix: &str) -> String {
 /// Non-UTF-8 bytes are replaced (U+FFFD); this never fails.
 pub fn parse_key(prefix: &str, key: &[u8]) -> KeyInfo {
     let key = String::from_utf8_lossy(key);
-    let p = normalized_prefix(prefix);
+    let p = storage_key_prefix(prefix);
     let Some(rest) = key.strip_prefix(p.as_str()) else {
         return KeyInfo {
             gr: None,
@@ -350,6 +364,34 @@ pub fn matches_filter(filter: &str, gr: &GroupResource) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_key_prefix_is_apiservers_cleaned_prefix() {
+        for p in [
+            "/registry",
+            "registry",
+            "/registry/",
+            "//registry//",
+            "./registry/.",
+        ] {
+            assert_eq!(storage_key_prefix(p), "/registry/", "{p:?}");
+        }
+        assert_eq!(storage_key_prefix("/"), "/");
+        assert_eq!(storage_key_prefix(""), "/");
+        assert_eq!(storage_key_prefix("//"), "/");
+        assert_eq!(storage_key_prefix("/.."), "/");
+        assert_eq!(storage_key_prefix("//a//b/"), "/a/b/");
+        assert_eq!(storage_key_prefix("/a/../b"), "/b/");
+        assert_eq!(
+            storage_key_prefix("/43da5c2e-8f4b-4d6e-9a1b-0c7d2e3f4a5b/registry"),
+            "/43da5c2e-8f4b-4d6e-9a1b-0c7d2e3f4a5b/registry/"
+        );
+        // The prefix parse_key strips is the same one.
+        assert_eq!(
+            parse_key("/43da/registry/", b"/43da/registry/secrets/a/b").name,
+            "b"
+        );
+    }
 
     fn gr(s: &str) -> Option<GroupResource> {
         Some(GroupResource::parse(s))

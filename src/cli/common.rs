@@ -1,24 +1,38 @@
 //! Flags shared by the commands that talk to etcd (`scan`, `rotate`): etcdctl's names and
 //! `ETCDCTL_*` environment variables, plus `--apiserver-manifest`.
+//!
+//! Precedence, per setting: explicit command-line flag > `--apiserver-manifest` >
+//! `ETCDCTL_*` variable > default. The variables the manifest can also supply (endpoints,
+//! certificates) are therefore read here in [`ConnectionArgs::resolve`], not by clap: clap
+//! would fold them into the flag value and an `ETCDCTL_ENDPOINTS` left exported from an
+//! etcdctl session would silently send a manifest-driven run to another etcd. The ones the
+//! manifest never supplies (user, password, timeouts) stay clap `env` arguments.
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(clap::Args, Debug, Clone)]
+/// Variables read by [`ConnectionArgs::resolve`] itself (not by clap).
+pub const ENV_ENDPOINTS: &str = "ETCDCTL_ENDPOINTS";
+pub const ENV_CACERT: &str = "ETCDCTL_CACERT";
+pub const ENV_CERT: &str = "ETCDCTL_CERT";
+pub const ENV_KEY: &str = "ETCDCTL_KEY";
+
+#[derive(clap::Args, Clone)]
 pub struct ConnectionArgs {
-    /// etcd endpoints, comma-separated (https:// by default).
-    #[arg(long, env = "ETCDCTL_ENDPOINTS", value_delimiter = ',')]
+    /// etcd endpoints, comma-separated (https:// by default) [env: ETCDCTL_ENDPOINTS]
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
     pub endpoints: Vec<String>,
-    /// CA bundle that signed etcd's server certificate.
-    #[arg(long, env = "ETCDCTL_CACERT")]
+    /// CA bundle that signed etcd's server certificate [env: ETCDCTL_CACERT]
+    #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
-    /// Client certificate (PEM).
-    #[arg(long, env = "ETCDCTL_CERT")]
+    /// Client certificate (PEM) [env: ETCDCTL_CERT]
+    #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
-    /// Client private key (PEM).
-    #[arg(long, env = "ETCDCTL_KEY")]
+    /// Client private key (PEM) [env: ETCDCTL_KEY]
+    #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// etcd user (`name` or `name:password`).
-    #[arg(long, env = "ETCDCTL_USER")]
+    #[arg(long, env = "ETCDCTL_USER", hide_env_values = true)]
     pub user: Option<String>,
     /// etcd password.
     #[arg(long, env = "ETCDCTL_PASSWORD", hide_env_values = true)]
@@ -33,12 +47,39 @@ pub struct ConnectionArgs {
     #[arg(long)]
     pub insecure_transport: bool,
     /// Take etcd endpoints, certificates, prefix and encryption config from a kube-apiserver
-    /// static pod manifest (explicit flags win).
+    /// static pod manifest. Explicit flags win over it; it wins over ETCDCTL_* variables.
     #[arg(long, value_name = "FILE")]
     pub apiserver_manifest: Option<PathBuf>,
 }
 
-/// What a command needs after merging flags and the manifest.
+/// Never prints the password (nor the `:password` part of `--user name:password`).
+impl std::fmt::Debug for ConnectionArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionArgs")
+            .field("endpoints", &self.endpoints)
+            .field("cacert", &self.cacert)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("user", &self.user.as_deref().map(redacted_user))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dial_timeout", &self.dial_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("insecure_transport", &self.insecure_transport)
+            .field("apiserver_manifest", &self.apiserver_manifest)
+            .finish()
+    }
+}
+
+/// `name:password` → `name:<redacted>`; a plain `name` is kept.
+fn redacted_user(user: &str) -> String {
+    match user.split_once(':') {
+        Some((name, _)) => format!("{name}:<redacted>"),
+        None => user.to_string(),
+    }
+}
+
+/// What a command needs after merging flags, the manifest and the environment.
+/// Debug is safe: [`atrest::connect::ConnectOptions`] redacts the password.
 #[derive(Debug)]
 #[allow(dead_code)] // until every command that talks to etcd uses it
 pub struct Resolved {
@@ -47,27 +88,55 @@ pub struct Resolved {
     pub prefix: Option<String>,
     /// From the manifest's `--encryption-provider-config`, if any (explicit flag wins).
     pub encryption_provider_config: Option<PathBuf>,
+    /// `ETCDCTL_*` variables that were set but lost to the manifest (names only).
+    pub ignored_env: Vec<&'static str>,
 }
 
 #[allow(dead_code)]
 impl ConnectionArgs {
-    /// Merge flags, environment and `--apiserver-manifest` (explicit flags win).
+    /// Merge flags, `--apiserver-manifest` and the process environment (flag > manifest >
+    /// `ETCDCTL_*` > default). Prints a note on stderr for each variable the manifest
+    /// overrode, so a stale `export ETCDCTL_ENDPOINTS=...` is visible.
     pub fn resolve(&self) -> anyhow::Result<Resolved> {
+        let resolved = self.resolve_with_env(&|name| std::env::var_os(name))?;
+        for var in &resolved.ignored_env {
+            eprintln!(
+                "note: {var} is ignored: --apiserver-manifest {} sets it (pass the flag to override)",
+                self.apiserver_manifest
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+        }
+        Ok(resolved)
+    }
+
+    /// [`ConnectionArgs::resolve`] with the environment given as a lookup (tests must not
+    /// mutate the process environment). Empty variables count as unset, like clap's.
+    pub fn resolve_with_env(
+        &self,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> anyhow::Result<Resolved> {
         let manifest = match &self.apiserver_manifest {
             Some(path) => atrest::connect::read_apiserver_manifest(path)?,
             None => atrest::connect::ApiserverFlags::default(),
         };
-        let flag_endpoints: Vec<String> = self
-            .endpoints
-            .iter()
-            .map(|e| e.trim().to_string())
-            .filter(|e| !e.is_empty())
-            .collect();
-        let endpoints = if !flag_endpoints.is_empty() {
-            flag_endpoints
-        } else {
-            manifest.etcd_servers.clone().unwrap_or_default()
-        };
+        let env = |name: &str| env(name).filter(|v| !v.to_string_lossy().trim().is_empty());
+        let mut ignored_env = Vec::new();
+
+        let flag_endpoints = clean_endpoints(self.endpoints.iter().map(String::as_str));
+        let manifest_endpoints = manifest.etcd_servers.clone().unwrap_or_default();
+        let env_endpoints = env(ENV_ENDPOINTS)
+            .map(|v| clean_endpoints(v.to_string_lossy().split(',')))
+            .unwrap_or_default();
+        let endpoints = pick(
+            (!flag_endpoints.is_empty()).then_some(flag_endpoints),
+            (!manifest_endpoints.is_empty()).then_some(manifest_endpoints),
+            (!env_endpoints.is_empty()).then_some(env_endpoints),
+            ENV_ENDPOINTS,
+            &mut ignored_env,
+        )
+        .unwrap_or_default();
         if endpoints.is_empty() {
             anyhow::bail!(match &self.apiserver_manifest {
                 Some(path) => format!(
@@ -80,11 +149,23 @@ impl ConnectionArgs {
                         .to_string(),
             });
         }
+        let mut path = |flag: &Option<PathBuf>, from_manifest: Option<PathBuf>, var| {
+            pick(
+                flag.clone(),
+                from_manifest,
+                env(var).map(PathBuf::from),
+                var,
+                &mut ignored_env,
+            )
+        };
+        let cacert = path(&self.cacert, manifest.etcd_cafile, ENV_CACERT);
+        let cert = path(&self.cert, manifest.etcd_certfile, ENV_CERT);
+        let key = path(&self.key, manifest.etcd_keyfile, ENV_KEY);
         let connect = atrest::connect::ConnectOptions {
             endpoints,
-            cacert: self.cacert.clone().or(manifest.etcd_cafile),
-            cert: self.cert.clone().or(manifest.etcd_certfile),
-            key: self.key.clone().or(manifest.etcd_keyfile),
+            cacert,
+            cert,
+            key,
             user: self.user.clone(),
             password: self.password.clone(),
             dial_timeout: self.dial_timeout,
@@ -95,8 +176,37 @@ impl ConnectionArgs {
             connect,
             prefix: manifest.etcd_prefix,
             encryption_provider_config: manifest.encryption_provider_config,
+            ignored_env,
         })
     }
+}
+
+/// The first of flag, manifest, environment that is set; records `var` in `ignored` when the
+/// manifest beat a set variable (a flag beating it is what the user asked for: no note).
+fn pick<T>(
+    flag: Option<T>,
+    manifest: Option<T>,
+    env: Option<T>,
+    var: &'static str,
+    ignored: &mut Vec<&'static str>,
+) -> Option<T> {
+    match (flag, manifest, env) {
+        (Some(f), _, _) => Some(f),
+        (None, Some(m), e) => {
+            if e.is_some() {
+                ignored.push(var);
+            }
+            Some(m)
+        }
+        (None, None, e) => e,
+    }
+}
+
+fn clean_endpoints<'a>(raw: impl Iterator<Item = &'a str>) -> Vec<String> {
+    raw.map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `-o` for the commands that report.
@@ -111,6 +221,8 @@ pub enum OutputFormat {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::collections::HashMap;
+    use std::path::Path;
 
     #[derive(Parser)]
     struct T {
@@ -124,7 +236,15 @@ mod tests {
             .conn
     }
 
-    fn manifest(dir: &std::path::Path) -> PathBuf {
+    fn resolve(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Resolved> {
+        let env: HashMap<String, OsString> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        parse(args).resolve_with_env(&|name| env.get(name).cloned())
+    }
+
+    fn manifest(dir: &Path) -> PathBuf {
         let path = dir.join("kube-apiserver.yaml");
         std::fs::write(
             &path,
@@ -134,74 +254,181 @@ mod tests {
         path
     }
 
+    /// A manifest with endpoints and CA only (no client certificate).
+    fn partial_manifest(dir: &Path) -> PathBuf {
+        let path = dir.join("partial.yaml");
+        std::fs::write(
+            &path,
+            "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command: [kube-apiserver, --etcd-servers=https://10.0.0.1:2379, --etcd-cafile=/m/ca.crt]\n",
+        )
+        .expect("write manifest");
+        path
+    }
+
+    const ALL_ENV: &[(&str, &str)] = &[
+        ("ETCDCTL_ENDPOINTS", "https://env-a:2379,https://env-b:2379"),
+        ("ETCDCTL_CACERT", "/env/ca.pem"),
+        ("ETCDCTL_CERT", "/env/c.pem"),
+        ("ETCDCTL_KEY", "/env/k.pem"),
+    ];
+
     #[test]
     fn manifest_fills_what_flags_do_not_say() {
         let dir = tempfile::tempdir().expect("tmp");
         let m = manifest(dir.path());
-        let r = parse(&["--apiserver-manifest", m.to_str().expect("utf8")])
-            .resolve()
-            .expect("resolve");
+        let r =
+            resolve(&["--apiserver-manifest", m.to_str().expect("utf8")], &[]).expect("resolve");
         assert_eq!(
             r.connect.endpoints,
             vec!["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
         );
-        assert_eq!(
-            r.connect.cacert.as_deref(),
-            Some(std::path::Path::new("/m/ca.crt"))
-        );
-        assert_eq!(
-            r.connect.key.as_deref(),
-            Some(std::path::Path::new("/m/c.key"))
-        );
+        assert_eq!(r.connect.cacert.as_deref(), Some(Path::new("/m/ca.crt")));
+        assert_eq!(r.connect.key.as_deref(), Some(Path::new("/m/c.key")));
         assert_eq!(r.prefix.as_deref(), Some("/reg"));
         assert_eq!(
             r.encryption_provider_config.as_deref(),
-            Some(std::path::Path::new("/m/enc.yaml"))
+            Some(Path::new("/m/enc.yaml"))
         );
+        assert!(r.ignored_env.is_empty(), "{:?}", r.ignored_env);
+        assert_eq!(r.connect.dial_timeout, Duration::from_secs(2));
+        assert_eq!(r.connect.command_timeout, Duration::from_secs(30));
     }
 
     #[test]
     fn explicit_flags_win_over_the_manifest() {
         let dir = tempfile::tempdir().expect("tmp");
         let m = manifest(dir.path());
-        let r = parse(&[
-            "--apiserver-manifest",
-            m.to_str().expect("utf8"),
-            "--endpoints",
-            "https://a:1,https://b:2",
-            "--cacert",
-            "/flag/ca.pem",
-            "--dial-timeout",
-            "7s",
-        ])
-        .resolve()
+        let r = resolve(
+            &[
+                "--apiserver-manifest",
+                m.to_str().expect("utf8"),
+                "--endpoints",
+                "https://a:1,https://b:2",
+                "--cacert",
+                "/flag/ca.pem",
+                "--dial-timeout",
+                "7s",
+            ],
+            &[],
+        )
         .expect("resolve");
         assert_eq!(r.connect.endpoints, vec!["https://a:1", "https://b:2"]);
-        assert_eq!(
-            r.connect.cacert.as_deref(),
-            Some(std::path::Path::new("/flag/ca.pem"))
-        );
-        assert_eq!(
-            r.connect.cert.as_deref(),
-            Some(std::path::Path::new("/m/c.crt"))
-        );
+        assert_eq!(r.connect.cacert.as_deref(), Some(Path::new("/flag/ca.pem")));
+        assert_eq!(r.connect.cert.as_deref(), Some(Path::new("/m/c.crt")));
         assert_eq!(r.connect.dial_timeout, Duration::from_secs(7));
     }
 
     #[test]
+    fn the_manifest_wins_over_etcdctl_variables() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let m = manifest(dir.path());
+        let r = resolve(
+            &["--apiserver-manifest", m.to_str().expect("utf8")],
+            ALL_ENV,
+        )
+        .expect("resolve");
+        assert_eq!(
+            r.connect.endpoints,
+            vec!["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
+        );
+        assert_eq!(r.connect.cacert.as_deref(), Some(Path::new("/m/ca.crt")));
+        assert_eq!(r.connect.cert.as_deref(), Some(Path::new("/m/c.crt")));
+        assert_eq!(r.connect.key.as_deref(), Some(Path::new("/m/c.key")));
+        assert_eq!(
+            r.ignored_env,
+            vec![ENV_ENDPOINTS, ENV_CACERT, ENV_CERT, ENV_KEY]
+        );
+    }
+
+    #[test]
+    fn etcdctl_variables_fill_what_the_manifest_does_not_say() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let m = partial_manifest(dir.path());
+        let r = resolve(
+            &["--apiserver-manifest", m.to_str().expect("utf8")],
+            ALL_ENV,
+        )
+        .expect("resolve");
+        assert_eq!(r.connect.endpoints, vec!["https://10.0.0.1:2379"]);
+        assert_eq!(r.connect.cacert.as_deref(), Some(Path::new("/m/ca.crt")));
+        assert_eq!(r.connect.cert.as_deref(), Some(Path::new("/env/c.pem")));
+        assert_eq!(r.connect.key.as_deref(), Some(Path::new("/env/k.pem")));
+        assert_eq!(r.ignored_env, vec![ENV_ENDPOINTS, ENV_CACERT]);
+    }
+
+    #[test]
+    fn flags_win_over_variables_without_a_note() {
+        let r = resolve(
+            &["--endpoints", "https://flag:1", "--cert", "/flag/c.pem"],
+            ALL_ENV,
+        )
+        .expect("resolve");
+        assert_eq!(r.connect.endpoints, vec!["https://flag:1"]);
+        assert_eq!(r.connect.cert.as_deref(), Some(Path::new("/flag/c.pem")));
+        assert_eq!(r.connect.cacert.as_deref(), Some(Path::new("/env/ca.pem")));
+        assert!(r.ignored_env.is_empty(), "{:?}", r.ignored_env);
+    }
+
+    #[test]
+    fn variables_work_without_a_manifest() {
+        let r = resolve(&[], ALL_ENV).expect("resolve");
+        assert_eq!(
+            r.connect.endpoints,
+            vec!["https://env-a:2379", "https://env-b:2379"]
+        );
+        assert_eq!(r.connect.cacert.as_deref(), Some(Path::new("/env/ca.pem")));
+        assert_eq!(r.connect.cert.as_deref(), Some(Path::new("/env/c.pem")));
+        assert_eq!(r.connect.key.as_deref(), Some(Path::new("/env/k.pem")));
+        // Empty variables count as unset.
+        let e = resolve(&[], &[("ETCDCTL_ENDPOINTS", " ")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no etcd endpoints"), "{e}");
+    }
+
+    #[test]
     fn no_endpoints_is_a_usage_error() {
-        if std::env::var_os("ETCDCTL_ENDPOINTS").is_some() {
-            return; // the environment supplies endpoints: nothing to check here
-        }
-        let e = parse(&[]).resolve().unwrap_err().to_string();
+        let e = resolve(&[], &[]).unwrap_err().to_string();
         assert!(
             e.contains("no etcd endpoints") && e.contains("--endpoints"),
             "{e}"
         );
-        let e = parse(&["--apiserver-manifest", "/nonexistent/m.yaml"])
-            .resolve()
+        let e = resolve(&["--apiserver-manifest", "/nonexistent/m.yaml"], &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/m.yaml"), "{e}");
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let args = parse(&[
+            "--endpoints",
+            "https://a:1",
+            "--user",
+            "root:u5er-pw",
+            "--password",
+            "fl4g-pw",
+        ]);
+        let dbg = format!("{args:?}");
+        // Report only whether each secret appeared, never the text that holds it.
+        assert!(
+            !dbg.contains("u5er-pw"),
+            "Debug of ConnectionArgs shows the --user password"
+        );
+        assert!(
+            !dbg.contains("fl4g-pw"),
+            "Debug of ConnectionArgs shows --password"
+        );
+        assert!(dbg.contains("root:<redacted>") && dbg.contains("https://a:1"));
+        let resolved = args.resolve_with_env(&|_| None).expect("resolve");
+        let dbg = format!("{resolved:?}");
+        assert!(
+            !dbg.contains("u5er-pw"),
+            "Debug of Resolved shows the --user password"
+        );
+        assert!(
+            !dbg.contains("fl4g-pw"),
+            "Debug of Resolved shows --password"
+        );
     }
 }

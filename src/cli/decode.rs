@@ -19,6 +19,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use zeroize::Zeroizing;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeOutput {
@@ -136,6 +137,13 @@ struct ConfigVerdict {
     entry_provider: Option<String>,
     entry_name: Option<String>,
     stale: Option<bool>,
+    /// Several entries' prefixes match the value (overlapping key names): without `--verify`
+    /// `entry`/`stale` are only the first candidate's.
+    ambiguous: bool,
+    /// Verified through aescbc (no MAC) while another entry shares the prefix: the decrypted
+    /// bytes may come from the wrong key (garbage). Present only after a successful read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unauthenticated_overlap: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -224,12 +232,14 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
             provider,
             name,
             stale_hint,
+            ambiguous,
             ..
         } => {
             verdict.entry = Some(*index);
             verdict.entry_provider = Some(provider.to_string());
             verdict.entry_name = name.clone();
             verdict.stale = Some(*stale_hint);
+            verdict.ambiguous = *ambiguous;
             false
         }
         Identified::Unknown { .. } => true,
@@ -246,7 +256,11 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
                 verdict.entry_provider = Some(outcome.provider.to_string());
                 verdict.entry_name = outcome.name.clone();
                 verdict.stale = Some(outcome.stale);
+                verdict.unauthenticated_overlap = Some(outcome.unauthenticated_overlap);
                 report.verified = true;
+                if outcome.unauthenticated_overlap {
+                    eprintln!("warning: {OVERLAP_WARNING}");
+                }
                 if a.show_plaintext {
                     summary_to_stderr(&verdict);
                     return write_plaintext(outcome.plaintext.expose());
@@ -270,37 +284,43 @@ pub fn run(a: DecodeArgs) -> anyhow::Result<u8> {
     finish(&a, &report)
 }
 
-fn read_value(a: &DecodeArgs) -> anyhow::Result<Vec<u8>> {
+/// Why a successful aescbc read with an overlapping prefix proves little.
+const OVERLAP_WARNING: &str = "another configured aescbc key shares this value's prefix and aescbc has \
+     no MAC: a wrong key passes the padding check about once in 256 values, so the decrypted \
+     bytes may be garbage. Give every key a unique name that is not a prefix of another";
+
+/// The value's bytes. A stored value may be a plaintext Secret, so every buffer holding it
+/// (raw input, whitespace-stripped text, decoded bytes) is wiped on drop.
+fn read_value(a: &DecodeArgs) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let raw = match a.file.as_deref() {
         None => read_stdin()?,
         Some(p) if p.as_os_str() == "-" => read_stdin()?,
-        Some(p) => {
-            std::fs::read(p).with_context(|| format!("reading the value from {}", p.display()))?
-        }
+        Some(p) => Zeroizing::new(
+            std::fs::read(p).with_context(|| format!("reading the value from {}", p.display()))?,
+        ),
+    };
+    let stripped = || -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(
+            raw.iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect(),
+        )
     };
     match a.input {
         InputEncoding::Raw => Ok(raw),
-        InputEncoding::Base64 => {
-            let text: Vec<u8> = raw
-                .into_iter()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(&text)
-                .context("--input base64: the value is not valid standard base64")
-        }
-        InputEncoding::Hex => {
-            let text: Vec<u8> = raw
-                .into_iter()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
-            hex::decode(&text).context("--input hex: the value is not valid hex")
-        }
+        InputEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(&*stripped())
+            .map(Zeroizing::new)
+            .context("--input base64: the value is not valid standard base64"),
+        InputEncoding::Hex => hex::decode(&*stripped())
+            .map(Zeroizing::new)
+            .context("--input hex: the value is not valid hex"),
     }
 }
 
-fn read_stdin() -> anyhow::Result<Vec<u8>> {
-    let mut buf = Vec::new();
+fn read_stdin() -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
     std::io::stdin()
         .lock()
         .read_to_end(&mut buf)
@@ -390,8 +410,26 @@ fn finish(a: &DecodeArgs, report: &Report) -> anyhow::Result<u8> {
     })
 }
 
+/// `v` with control characters (ESC, CR, newlines...) shown as `\u{..}` escapes.
+fn printable(v: &str) -> String {
+    if !v.chars().any(char::is_control) {
+        return v.to_string();
+    }
+    v.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    let row = |out: &mut dyn Write, k: &str, v: &str| writeln!(out, "{k:<16}{v}");
+    // Names, keyIDs, annotation keys and type metadata come from the untrusted value:
+    // control characters are escaped so a crafted value cannot drive the terminal.
+    let row = |out: &mut dyn Write, k: &str, v: &str| writeln!(out, "{k:<16}{}", printable(v));
     row(out, "etcd key", &r.etcd_key)?;
     row(out, "value", &format!("{} bytes", r.value_bytes))?;
     row(out, "format", &r.format)?;
@@ -447,6 +485,21 @@ fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
                 row(out, "matched entry", &format!("{i}: {p}{name}"))?;
             }
             _ => row(out, "matched entry", "none")?,
+        }
+        if c.ambiguous {
+            let how = if r.verified {
+                "the read above settled which one opens it"
+            } else {
+                "the entry and staleness above are only the first candidate's; --verify to decrypt"
+            };
+            row(
+                out,
+                "ambiguous",
+                &format!("yes: several entries share this prefix, {how}"),
+            )?;
+        }
+        if c.unauthenticated_overlap == Some(true) {
+            row(out, "warning", OVERLAP_WARNING)?;
         }
         if let Some(s) = c.stale {
             let judged = if r.verified {

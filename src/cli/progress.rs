@@ -60,12 +60,12 @@ impl Bar {
     fn style(&self, with_total: bool) -> ProgressStyle {
         let template = if with_total {
             format!(
-                "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{human_pos}}/{{human_len}} {} ({{per_sec}}, {{bytes_read}}) ETA {{eta}} {{msg}}",
+                "{{spinner}} {{bar:20}} {{human_pos}}/{{human_len}} {} {{per_sec}} {{bytes_read}} ETA {{eta}} {{wide_msg}}",
                 self.unit
             )
         } else {
             format!(
-                "{{spinner}} [{{elapsed_precise}}] {{human_pos}} {} ({{per_sec}}, {{bytes_read}}) {{msg}}",
+                "{{spinner}} {{elapsed}} {{human_pos}} {} {{per_sec}} {{bytes_read}} {{wide_msg}}",
                 self.unit
             )
         };
@@ -84,8 +84,11 @@ impl Bar {
 
 impl Progress for Bar {
     fn set_total(&self, keys: u64) {
-        self.pb.set_length(keys);
+        // A fresh count (and ETA) for the keys, after any byte-counting phase.
         self.pb.set_style(self.style(true));
+        self.pb.reset();
+        self.pb.set_message("");
+        self.pb.set_length(keys);
     }
     fn advance(&self, keys: u64, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -93,6 +96,29 @@ impl Progress for Bar {
     }
     fn message(&self, msg: &str) {
         self.pb.set_message(msg.to_string());
+    }
+}
+
+/// Opening a snapshot reads the whole file first (SHA-256 trailer, index pass): bytes, with an
+/// ETA, until the key phase starts.
+impl atrest::snapshot::ReadProgress for Bar {
+    fn start(&self, what: &str, total_bytes: u64) {
+        self.pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {bar:20} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        self.pb.reset();
+        self.pb.set_length(total_bytes);
+        self.pb.set_message(what.to_string());
+    }
+    fn advance(&self, bytes: u64) {
+        self.pb.inc(bytes);
+    }
+    fn finish(&self) {
+        self.pb.set_position(self.pb.length().unwrap_or(0));
     }
 }
 

@@ -8,11 +8,19 @@
 //! through entry 0 (first provider, first key) or the provider itself says so (KMS v1 CBC
 //! fallback, KMS v2 keyID/type). Matching is a byte-prefix test against the configured names;
 //! names are never split on `:`.
+//!
+//! Prefixes can overlap (spec §8 trap 3): a key name reused by two providers of the same type,
+//! or names like `a` and `a:b`. Then the prefix alone does not say which key wrote a value:
+//! [`Identified::Matched::ambiguous`] says so, and only a read settles it. aescbc has no MAC,
+//! so even a read can be fooled (a wrong key gives "valid" padding about once in 256 tries and
+//! upstream returns the garbage): [`ReadOutcome::unauthenticated_overlap`] flags exactly those
+//! reads, so a rewriter can refuse them.
 
 use super::aescbc::AesCbcCipher;
 use super::aesgcm::AesGcmCipher;
 use super::kmsv1::KmsV1;
 use super::kmsv2::{self, KmsV2};
+use super::mac;
 use super::secretbox::SecretboxCipher;
 use super::{
     Cipher, DecryptError, ENC_PREFIX, EncryptError, ErrorClass, ProviderKind, classify_encrypted,
@@ -26,8 +34,10 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Domain-separation label of [`Chain::writer_fingerprint`]'s key digest.
+/// Domain-separation label of [`Chain::writer_fingerprint`]'s (unsalted) key digest.
 const FINGERPRINT_LABEL: &[u8] = b"atrest writer-fingerprint v1\0";
+/// Domain-separation label of [`Chain::writer_fingerprint_salted`]'s HMAC message.
+const SALTED_FINGERPRINT_LABEL: &[u8] = b"atrest writer-fingerprint salted v1\0";
 
 /// All chains of one config: one per distinct provider list a resource can select (plus the
 /// bare-identity default).
@@ -241,6 +251,7 @@ fn push_keys(
             prefix: prefix_for(kind, &k.name),
             cipher,
             fingerprint: key_fingerprint(kind, &k.secret),
+            key: k.secret.clone(),
         });
     }
     Ok(())
@@ -254,8 +265,11 @@ fn prefix_for(kind: ProviderKind, name: &str) -> Vec<u8> {
     p
 }
 
-/// A digest of the key that identifies it without revealing anything usable: SHA-256 over a
-/// domain-separation label, the provider, and the key bytes; 128 bits of it in hex.
+/// An **unsalted** digest of the key: SHA-256 over a domain-separation label, the provider, the
+/// key length and the key bytes; the first 128 bits in hex. Not keyed: whoever sees it can test
+/// guesses of a weak (human-chosen) key offline, and equal keys give equal digests across
+/// clusters. Prefer [`salted_key_fingerprint`]. The hasher wipes its state on drop (`sha2`'s
+/// `zeroize` feature).
 fn key_fingerprint(kind: ProviderKind, key: &SecretBytes) -> String {
     let mut h = Sha256::new();
     h.update(FINGERPRINT_LABEL);
@@ -267,6 +281,32 @@ fn key_fingerprint(kind: ProviderKind, key: &SecretBytes) -> String {
     hex::encode(d.get(..16).unwrap_or_default())
 }
 
+/// HMAC-SHA256 keyed with `salt` over a label, the provider, the name and the key (each
+/// length-prefixed so no two inputs concatenate alike); the first 128 bits in hex.
+fn salted_key_fingerprint(
+    salt: &[u8],
+    kind: ProviderKind,
+    name: &str,
+    key: &SecretBytes,
+) -> String {
+    let provider = kind.report_name().as_bytes();
+    let name = name.as_bytes();
+    let len = |b: &[u8]| (b.len() as u64).to_be_bytes();
+    let tag = mac::hmac_sha256(
+        salt,
+        &[
+            SALTED_FINGERPRINT_LABEL,
+            &len(provider),
+            provider,
+            &len(name),
+            name,
+            &len(key.expose()),
+            key.expose(),
+        ],
+    );
+    hex::encode(tag.get(..16).unwrap_or_default())
+}
+
 enum Entry {
     Identity,
     Local {
@@ -274,7 +314,10 @@ enum Entry {
         name: String,
         prefix: Vec<u8>,
         cipher: Box<dyn Cipher>,
+        /// [`key_fingerprint`], computed once.
         fingerprint: String,
+        /// The key itself, for [`Chain::writer_fingerprint_salted`] (zeroized on drop).
+        key: SecretBytes,
     },
     KmsV1 {
         prefix: Vec<u8>,
@@ -334,6 +377,11 @@ pub enum Identified {
         name: Option<String>,
         kms_v2: Option<EncryptedObjectInfo>,
         stale_hint: bool,
+        /// Another entry's prefix matches the value too (overlapping prefixes: a key name
+        /// reused by two providers of one type, or `a` vs `a:b`), so `index`, `name` and
+        /// `stale_hint` are only the first candidate's. Callers must not judge an ambiguous
+        /// value from its prefix: read it ([`Chain::read`]) to learn which entry opens it.
+        ambiguous: bool,
     },
     /// `k8s:enc:` but no entry matches: kube-apiserver cannot read it. Provider and name are
     /// the heuristic reading of the prefix (never split naively for matching; for display only).
@@ -353,6 +401,16 @@ pub struct ReadOutcome {
     pub provider: ProviderKind,
     pub name: Option<String>,
     pub kms_v2: Option<EncryptedObjectInfo>,
+    /// The plaintext came out of a decryption with no MAC (aescbc, or KMS v1's pre-1.25 CBC
+    /// fallback, taken when GCM fails): a wrong key, or for KMS v1 a tampered or moved GCM
+    /// value, passes the padding check about once in 256 tries, so the bytes are right only if
+    /// this entry really wrote the value this way. Rewriters should at least check the
+    /// plaintext looks like a Kubernetes object before re-encrypting it.
+    pub unauthenticated: bool,
+    /// `unauthenticated` and another entry's prefix also matches the value
+    /// ([`Chain::is_ambiguous`]): this entry may have "decrypted" a value another key wrote,
+    /// yielding garbage (upstream would serve it too). Do not rewrite such a value.
+    pub unauthenticated_overlap: bool,
 }
 
 impl Chain {
@@ -378,7 +436,26 @@ impl Chain {
         self.entries.iter().map(|e| (e.kind(), e.name())).collect()
     }
 
-    /// Classify `value` against this chain without decrypting.
+    /// How many entries' prefixes match `value` (identity never matches `k8s:enc:` data).
+    fn matching_entries(&self, value: &[u8]) -> usize {
+        if !value.starts_with(ENC_PREFIX) {
+            return 0;
+        }
+        self.entries
+            .iter()
+            .filter(|e| e.prefix().is_some_and(|p| value.starts_with(p)))
+            .count()
+    }
+
+    /// True when more than one entry's prefix matches `value` (overlapping prefixes, spec §8
+    /// trap 3): the prefix does not tell which key wrote it, only a read does. Cheap: byte
+    /// comparisons, no key material.
+    pub fn is_ambiguous(&self, value: &[u8]) -> bool {
+        self.matching_entries(value) > 1
+    }
+
+    /// Classify `value` against this chain without decrypting. See
+    /// [`Identified::Matched::ambiguous`]: with overlapping prefixes this is only a hint.
     pub fn identify(&self, value: &[u8]) -> Identified {
         if !value.starts_with(ENC_PREFIX) {
             return Identified::Plaintext {
@@ -406,6 +483,7 @@ impl Chain {
                 name: e.name().map(str::to_string),
                 kms_v2,
                 stale_hint,
+                ambiguous: self.is_ambiguous(value),
             };
         }
         let info = classify_encrypted(value);
@@ -419,14 +497,25 @@ impl Chain {
     /// `etcd_key` is the full key (the AAD).
     pub async fn read(&self, etcd_key: &[u8], value: &[u8]) -> Result<ReadOutcome, DecryptError> {
         let mut first_err: Option<DecryptError> = None;
+        let ambiguous = self.is_ambiguous(value);
         for (index, e) in self.entries.iter().enumerate() {
-            let outcome = |plaintext, inner_stale: bool, kms_v2| ReadOutcome {
-                plaintext,
-                stale: inner_stale || index != 0,
-                index,
-                provider: e.kind(),
-                name: e.name().map(str::to_string),
-                kms_v2,
+            let outcome = |plaintext, inner_stale: bool, kms_v2| {
+                // No MAC: aescbc always; KMS v1 when it fell back to CBC (its inner staleness).
+                let unauthenticated = match e {
+                    Entry::Local { kind, .. } => *kind == ProviderKind::AesCbc,
+                    Entry::KmsV1 { .. } => inner_stale,
+                    Entry::Identity | Entry::KmsV2 { .. } => false,
+                };
+                ReadOutcome {
+                    plaintext,
+                    stale: inner_stale || index != 0,
+                    index,
+                    provider: e.kind(),
+                    name: e.name().map(str::to_string),
+                    kms_v2,
+                    unauthenticated,
+                    unauthenticated_overlap: unauthenticated && ambiguous,
+                }
             };
             let result = match e {
                 Entry::Identity => {
@@ -542,12 +631,15 @@ impl Chain {
         Ok(out)
     }
 
-    /// A stable fingerprint of the write target (provider, key name, and a keyed hash of the key
-    /// material that reveals nothing about it), for the rotate journal.
+    /// A stable fingerprint of the write target: `identity`, `<provider>:<name>:<digest>`
+    /// (aescbc/aesgcm/secretbox), `kms-v1:<name>`, `kms-v2:<name>:<keyID>` (the keyID is the
+    /// write state's, or Status's after [`Transformers::prepare_kms`]; `unknown-key-id` before
+    /// either; no key material).
     ///
-    /// `identity`, `aesgcm:<name>:<digest>`, `kms-v1:<name>`, `kms-v2:<name>:<keyID>` (the
-    /// keyID is the write state's, or Status's after [`Transformers::prepare_kms`];
-    /// `unknown-key-id` before either).
+    /// `<digest>` is an **unsalted, unkeyed** SHA-256 of a label, the provider and the key
+    /// (128 bits, hex). It does not reveal a random key, but anyone who reads it can check
+    /// guesses of a human-chosen key offline, and the same key gives the same digest in every
+    /// cluster. Prefer [`Chain::writer_fingerprint_salted`] for anything stored.
     pub fn writer_fingerprint(&self) -> String {
         match self.entries.first() {
             None | Some(Entry::Identity) => "identity".to_string(),
@@ -557,6 +649,34 @@ impl Chain {
                 fingerprint,
                 ..
             }) => format!("{}:{name}:{fingerprint}", kind.report_name()),
+            Some(Entry::KmsV1 { .. }) | Some(Entry::KmsV2 { .. }) => self.kms_fingerprint(),
+        }
+    }
+
+    /// Like [`Chain::writer_fingerprint`], but the local-key digest is
+    /// `HMAC-SHA256(key = salt, label || provider || name || key)` (fields length-prefixed),
+    /// first 128 bits in hex: `<provider>:<name>:<hmac>`. Without the salt nobody can test key
+    /// guesses against it, and a random per-journal salt makes it differ across clusters and
+    /// runs. `salt` should be at least 16 random bytes stored next to the fingerprint (it is
+    /// not secret). KMS and identity fingerprints carry no key material and are the same as
+    /// [`Chain::writer_fingerprint`]'s.
+    pub fn writer_fingerprint_salted(&self, salt: &[u8]) -> String {
+        match self.entries.first() {
+            None | Some(Entry::Identity) => "identity".to_string(),
+            Some(Entry::Local {
+                kind, name, key, ..
+            }) => format!(
+                "{}:{name}:{}",
+                kind.report_name(),
+                salted_key_fingerprint(salt, *kind, name, key)
+            ),
+            Some(Entry::KmsV1 { .. }) | Some(Entry::KmsV2 { .. }) => self.kms_fingerprint(),
+        }
+    }
+
+    /// `kms-v1:<name>` / `kms-v2:<name>:<keyID>` for a KMS writer (else `identity`).
+    fn kms_fingerprint(&self) -> String {
+        match self.entries.first() {
             Some(Entry::KmsV1 { kms, .. }) => format!("kms-v1:{}", kms.name()),
             Some(Entry::KmsV2 { kms, .. }) => format!(
                 "kms-v2:{}:{}",
@@ -564,6 +684,7 @@ impl Chain {
                 kms.write_key_id()
                     .unwrap_or_else(|| "unknown-key-id".into())
             ),
+            _ => "identity".to_string(),
         }
     }
 }
@@ -571,6 +692,7 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::test_util::assert_same_secret;
 
     use crate::config::KmsConfig;
     use crate::kms::KmsService;
@@ -625,17 +747,142 @@ mod tests {
         let w = Chain::from_providers(&[&writer_ab], &NoKms).expect("chain");
         let v = block_on(w.write(b"/registry/secrets/x/y", b"hello")).expect("write");
         assert!(v.starts_with(b"k8s:enc:aesgcm:v1:a:b:"));
-        // identify picks the first prefix match (a hint), read finds the right key.
+        // identify picks the first prefix match (a hint) and says it is ambiguous; read
+        // finds the right key.
         assert!(matches!(
             chain.identify(&v),
-            Identified::Matched { index: 0, .. }
+            Identified::Matched {
+                index: 0,
+                ambiguous: true,
+                ..
+            }
         ));
+        assert!(chain.is_ambiguous(&v));
         let r = block_on(chain.read(b"/registry/secrets/x/y", &v)).expect("read");
         assert_eq!(
             (r.index, r.stale, r.name.as_deref()),
             (1, true, Some("a:b"))
         );
-        assert_eq!(r.plaintext.expose(), b"hello");
+        assert_same_secret(r.plaintext.expose(), b"hello");
+        // AES-GCM is authenticated: the overlap cannot yield a wrong plaintext.
+        assert!(!r.unauthenticated && !r.unauthenticated_overlap);
+        // A value only `a` matches is not ambiguous.
+        let wa = Chain::from_providers(
+            &[&ProviderConfig::AesGcm {
+                keys: vec![key("a", 1)],
+            }],
+            &NoKms,
+        )
+        .expect("chain");
+        let va = block_on(wa.write(b"/registry/secrets/x/y", b"hello")).expect("write");
+        if !va.starts_with(b"k8s:enc:aesgcm:v1:a:b:") {
+            assert!(!chain.is_ambiguous(&va));
+            assert!(matches!(
+                chain.identify(&va),
+                Identified::Matched {
+                    index: 0,
+                    ambiguous: false,
+                    ..
+                }
+            ));
+        }
+        assert!(!chain.is_ambiguous(b"plaintext"));
+        assert!(!chain.is_ambiguous(b"k8s:enc:aesgcm:v1:zzz:xx"));
+    }
+
+    /// One key name in two aescbc providers: identical prefixes. A wrong aescbc key passes
+    /// the padding check about once in 256 values and the read "succeeds" with garbage, so
+    /// such reads must carry `unauthenticated_overlap`.
+    #[test]
+    fn aescbc_overlap_is_flagged_and_can_yield_garbage() {
+        const K: &[u8] = b"/registry/secrets/x/y";
+        let first = ProviderConfig::AesCbc {
+            keys: vec![key("k", 1)],
+        };
+        let second = ProviderConfig::AesCbc {
+            keys: vec![key("k", 2)],
+        };
+        let chain = Chain::from_providers(&[&first, &second], &NoKms).expect("chain");
+        let writer = Chain::from_providers(&[&second], &NoKms).expect("chain");
+        let mut fooled = false;
+        // (255/256)^5000 ~ 3e-9: a false "success" through entry 0 shows up well before.
+        for i in 0..5000u32 {
+            let pt = format!("value {i}");
+            let v = block_on(writer.write(K, pt.as_bytes())).expect("write");
+            assert!(matches!(
+                chain.identify(&v),
+                Identified::Matched {
+                    index: 0,
+                    ambiguous: true,
+                    ..
+                }
+            ));
+            let r = block_on(chain.read(K, &v)).expect("read");
+            assert!(r.unauthenticated && r.unauthenticated_overlap, "value {i}");
+            if r.index == 0 {
+                // Entry 0 holds the wrong key: its "plaintext" is garbage.
+                assert!(r.plaintext.expose() != pt.as_bytes(), "value {i}");
+                fooled = true;
+                break;
+            }
+            assert_same_secret(r.plaintext.expose(), pt.as_bytes());
+        }
+        assert!(fooled, "a wrong aescbc key never passed the padding check");
+
+        // Without an overlap an aescbc read is unauthenticated but not flagged.
+        let single = Chain::from_providers(&[&second], &NoKms).expect("chain");
+        let v = block_on(writer.write(K, b"x")).expect("write");
+        assert!(!single.is_ambiguous(&v));
+        let r = block_on(single.read(K, &v)).expect("read");
+        assert!(r.unauthenticated && !r.unauthenticated_overlap);
+    }
+
+    #[test]
+    fn salted_fingerprint_depends_on_salt_key_and_name() {
+        let chain_of = |name: &str, byte: u8| {
+            Chain::from_providers(
+                &[&ProviderConfig::AesGcm {
+                    keys: vec![key(name, byte)],
+                }],
+                &NoKms,
+            )
+            .expect("chain")
+        };
+        let c = chain_of("k1", 7);
+        let a = c.writer_fingerprint_salted(b"salt-one-16bytes");
+        assert!(a.starts_with("aesgcm:k1:"), "{a}");
+        let digest = a.trim_start_matches("aesgcm:k1:");
+        assert_eq!(digest.len(), 32);
+        assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Stable for one salt, different for another salt, key or name, and never the
+        // unsalted digest.
+        assert_eq!(
+            a,
+            chain_of("k1", 7).writer_fingerprint_salted(b"salt-one-16bytes")
+        );
+        assert_ne!(a, c.writer_fingerprint_salted(b"salt-two-16bytes"));
+        assert_ne!(
+            a,
+            chain_of("k1", 8).writer_fingerprint_salted(b"salt-one-16bytes")
+        );
+        assert_ne!(
+            digest,
+            chain_of("k2", 7)
+                .writer_fingerprint_salted(b"salt-one-16bytes")
+                .trim_start_matches("aesgcm:k2:")
+        );
+        assert_ne!(a, c.writer_fingerprint());
+        // Independent computation of the documented construction.
+        let mut msg = SALTED_FINGERPRINT_LABEL.to_vec();
+        for part in [&b"aesgcm"[..], b"k1", &[7u8; 32]] {
+            msg.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            msg.extend_from_slice(part);
+        }
+        let tag = mac::hmac_sha256(b"salt-one-16bytes", &[&msg]);
+        assert_eq!(digest, hex::encode(&tag[..16]));
+        // Identity carries no key material.
+        let id = Chain::from_providers(&[&ProviderConfig::Identity], &NoKms).expect("chain");
+        assert_eq!(id.writer_fingerprint_salted(b"s"), "identity");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use super::aesgcm::GcmKey;
 use super::cache::DekCache;
+use super::mac;
 use super::{DecryptError, Decrypted, EncryptError, ErrorClass, random_bytes};
 use crate::kms::{DecryptRequest, KmsError, KmsService, StatusResponse};
 use crate::proto::kmsv2::EncryptedObject;
@@ -205,12 +206,12 @@ pub fn cache_key(o: &EncryptedObject) -> Vec<u8> {
     Sha256::digest(&b).to_vec()
 }
 
-/// HKDF-Expand only (no Extract, no salt), SHA-256, PRK = seed, L = 32.
+/// HKDF-Expand only (no Extract, no salt), SHA-256, PRK = seed, L = 32. `None` for a seed
+/// shorter than 32 bytes. Every intermediate holding seed-derived bytes is wiped
+/// ([`super::mac`]).
 pub fn derive_key(seed: &[u8], info: &[u8]) -> Option<SecretBytes> {
-    let hk = hkdf::Hkdf::<Sha256>::from_prk(seed).ok()?;
-    let mut okm = vec![0u8; 32];
-    hk.expand(info, &mut okm).ok()?;
-    Some(SecretBytes::new(okm))
+    let okm = mac::hkdf_expand_32(seed, info)?;
+    Some(SecretBytes::from_slice(&*okm))
 }
 
 /// Open type-1 `encryptedData` = `info(32) || nonce(12) || ct || tag` with `seed`.
@@ -530,6 +531,7 @@ impl KmsV2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::test_util::assert_same_secret;
 
     fn unhex(s: &str) -> Vec<u8> {
         hex::decode(s).expect("test hex")
@@ -545,12 +547,18 @@ mod tests {
             "833b3043cec1e47b35175b151107a8d2416b0e296bbf66b5d102fcefdf9a78f293d271"
         ));
         let key = derive_key(&seed, &value[..32]).expect("hkdf");
-        assert_eq!(
-            hex::encode(key.expose()),
-            "6e58b7659c304b0c382f42f16bd700465def1dead80bf6f1bf1d52073bdb0c00"
+        assert_same_secret(
+            key.expose(),
+            &unhex("6e58b7659c304b0c382f42f16bd700465def1dead80bf6f1bf1d52073bdb0c00"),
         );
         let pt = open_hkdf(&seed, &value, b"bamboo").expect("decrypts");
-        assert_eq!(pt.expose(), b"pandas are the best");
+        assert_same_secret(pt.expose(), b"pandas are the best");
+        // Seeds shorter than the hash are refused, not zero-extended.
+        assert!(derive_key(&seed[..31], &value[..32]).is_none());
+        assert_eq!(
+            open_hkdf(&seed[..31], &value, b"bamboo").unwrap_err().class,
+            ErrorClass::KmsDecryptFailed
+        );
         assert_eq!(
             open_hkdf(&seed, &value, b"panda").unwrap_err().class,
             ErrorClass::AuthFailed

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod chain;
 pub mod kmsv1;
 pub mod kmsv2;
+pub mod mac;
 pub mod plaintext;
 pub mod secretbox;
 
@@ -247,6 +248,54 @@ fn split_name(rest: &[u8]) -> (Option<String>, Option<&[u8]>) {
             rest.get(i + 1..),
         ),
         None => (None, None),
+    }
+}
+
+/// Test helpers shared by the codec's unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use sha2::{Digest, Sha256};
+
+    /// Assert two secrets (plaintexts, keys) are equal; a failure names only their lengths
+    /// and SHA-256 digests, never the bytes.
+    #[track_caller]
+    pub fn assert_same_secret(got: &[u8], want: &[u8]) {
+        if got != want {
+            panic!(
+                "secrets differ: got {} bytes (sha256 {}), want {} bytes (sha256 {})",
+                got.len(),
+                hex::encode(Sha256::digest(got)),
+                want.len(),
+                hex::encode(Sha256::digest(want))
+            );
+        }
+    }
+
+    /// Fails to compile if a crypto crate loses its `zeroize` feature: key schedules and
+    /// hash states holding key material must wipe themselves on drop. (crypto_secretbox wipes
+    /// its key unconditionally; SecretBytes wraps `Zeroizing`.)
+    #[test]
+    fn key_holding_types_zeroize_on_drop() {
+        use aes::{Aes128, Aes192, Aes256};
+        use aes_gcm::AesGcm;
+        use aes_gcm::aead::consts::U12;
+        fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wipes_on_drop::<AesGcm<Aes128, U12>>();
+        wipes_on_drop::<AesGcm<Aes192, U12>>();
+        wipes_on_drop::<AesGcm<Aes256, U12>>();
+        wipes_on_drop::<cbc::Decryptor<Aes256>>();
+        wipes_on_drop::<cbc::Encryptor<Aes128>>();
+        wipes_on_drop::<sha2::Sha256>();
+    }
+
+    #[test]
+    fn failure_message_hides_the_bytes() {
+        let r = std::panic::catch_unwind(|| assert_same_secret(b"hunter2-secret", b"other"));
+        let err = r.expect_err("must fail");
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("14 bytes") && msg.contains("5 bytes"), "{msg}");
+        assert!(!msg.contains("hunter2") && !msg.contains("other"));
+        assert_same_secret(b"same", b"same");
     }
 }
 

@@ -13,13 +13,15 @@ use super::*;
 use crate::proto::kms_v1beta1 as v1;
 use crate::proto::kms_v2 as v2;
 use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tonic::codegen::http::Uri;
 use tonic::transport::{Channel, Endpoint};
@@ -31,6 +33,12 @@ pub const V1_API_VERSION: &str = "v1beta1";
 pub const V2_API_VERSIONS: [&str; 2] = ["v2", "v2beta1"];
 /// kube-apiserver's bound on a KMS v2 key id (`ValidateKeyID`).
 pub const MAX_KEY_ID_LEN: usize = 1024;
+/// A Decrypt that timed out is not sent again for the same ciphertext and key id for this
+/// long. A scan reads thousands of objects sharing one seed; without this a stuck plugin
+/// would cost one full timeout per object (100k objects x 3s), with it about one per window.
+pub const DECRYPT_TIMEOUT_MEMO: Duration = Duration::from_secs(10);
+/// Bound on the remembered timed-out requests (cleared when full).
+const MEMO_MAX_ENTRIES: usize = 4096;
 
 /// Where an endpoint's socket lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +182,8 @@ struct Transport {
     timeout: Duration,
     channel: OnceLock<Channel>,
     last_failure: Arc<Mutex<Option<DialFailure>>>,
+    /// SHA-256 of (key id, ciphertext) of recent Decrypt calls that timed out → when.
+    recent_timeouts: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 impl Transport {
@@ -185,6 +195,7 @@ impl Transport {
             timeout: cfg.timeout,
             channel: OnceLock::new(),
             last_failure: Arc::new(Mutex::new(None)),
+            recent_timeouts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -229,11 +240,76 @@ impl Transport {
         F: FnOnce(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let channel = self.channel()?;
+        self.call_inner(rpc, f).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Transport::call`], also saying whether the failure was the deadline.
+    async fn call_inner<T, F, Fut>(&self, rpc: &'static str, f: F) -> Result<T, (KmsError, bool)>
+    where
+        F: FnOnce(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let channel = self.channel().map_err(|e| (e, false))?;
         match tokio::time::timeout(self.timeout, f(channel, self.timeout)).await {
-            Err(_) => Err(self.timed_out(rpc)),
+            Err(_) => Err((self.timed_out(rpc), true)),
             Ok(Ok(resp)) => Ok(resp.into_inner()),
-            Ok(Err(status)) => Err(self.map_status(rpc, &status)),
+            Ok(Err(status)) => Err((self.map_status(rpc, &status), is_deadline(&status))),
+        }
+    }
+
+    /// A Decrypt, unless an identical one timed out less than [`DECRYPT_TIMEOUT_MEMO`] ago.
+    async fn decrypt_call<T, F, Fut>(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+        f: F,
+    ) -> Result<T, KmsError>
+    where
+        F: FnOnce(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let memo = memo_key(key_id, ciphertext);
+        if let Some(at) = self.recent_timeout(&memo) {
+            return Err(KmsError::Call {
+                name: self.name.clone(),
+                rpc: "Decrypt",
+                message: format!(
+                    "timed out after {} waiting for the plugin at {} (an identical Decrypt timed out {}s ago; \
+                     it is not retried within {}s)",
+                    humantime::format_duration(self.timeout),
+                    self.socket_display(),
+                    at.elapsed().as_secs(),
+                    DECRYPT_TIMEOUT_MEMO.as_secs()
+                ),
+            });
+        }
+        match self.call_inner("Decrypt", f).await {
+            Ok(v) => Ok(v),
+            Err((e, timed_out)) => {
+                if timed_out {
+                    self.remember_timeout(memo);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn recent_timeout(&self, memo: &[u8; 32]) -> Option<Instant> {
+        let map = self.recent_timeouts.lock().ok()?;
+        map.get(memo)
+            .copied()
+            .filter(|at| at.elapsed() < DECRYPT_TIMEOUT_MEMO)
+    }
+
+    fn remember_timeout(&self, memo: [u8; 32]) {
+        if let Ok(mut map) = self.recent_timeouts.lock() {
+            if map.len() >= MEMO_MAX_ENTRIES {
+                map.retain(|_, at| at.elapsed() < DECRYPT_TIMEOUT_MEMO);
+                if map.len() >= MEMO_MAX_ENTRIES {
+                    map.clear();
+                }
+            }
+            map.insert(memo, Instant::now());
         }
     }
 
@@ -250,11 +326,7 @@ impl Transport {
     }
 
     fn map_status(&self, rpc: &'static str, status: &Status) -> KmsError {
-        // A Go plugin answers DeadlineExceeded; a tonic plugin enforces our `grpc-timeout` with
-        // Cancelled "Timeout expired".
-        if status.code() == Code::DeadlineExceeded
-            || (status.code() == Code::Cancelled && status.message().contains("Timeout expired"))
-        {
+        if is_deadline(status) {
             return self.timed_out(rpc);
         }
         if matches!(status.code(), Code::Unavailable | Code::Unknown) {
@@ -262,6 +334,19 @@ impl Transport {
             if let Some(failure) = failure {
                 return self.unreachable(self.describe_dial_failure(&failure));
             }
+        }
+        // A status with a source was made on our side from a transport error (the plugin never
+        // answered): say so instead of "the plugin answered".
+        if std::error::Error::source(status).is_some() {
+            return KmsError::Call {
+                name: self.name.clone(),
+                rpc,
+                message: format!(
+                    "the connection to the plugin on socket {} broke during the call ({}); did the plugin exit or crash?",
+                    self.socket_display(),
+                    status.message()
+                ),
+            };
         }
         let hint = if status.code() == Code::Unimplemented {
             " (the plugin does not serve this KMS API: check the provider's apiVersion)"
@@ -308,6 +393,25 @@ impl Transport {
             message,
         }
     }
+}
+
+/// A Go plugin answers DeadlineExceeded; a tonic plugin enforces our `grpc-timeout` with
+/// Cancelled "Timeout expired".
+fn is_deadline(status: &Status) -> bool {
+    status.code() == Code::DeadlineExceeded
+        || (status.code() == Code::Cancelled && status.message().contains("Timeout expired"))
+}
+
+/// What identifies a Decrypt for [`DECRYPT_TIMEOUT_MEMO`] (a hash: bounded memory).
+fn memo_key(key_id: &str, ciphertext: &[u8]) -> [u8; 32] {
+    let digest = Sha256::new()
+        .chain_update((key_id.len() as u64).to_be_bytes())
+        .chain_update(key_id.as_bytes())
+        .chain_update(ciphertext)
+        .finalize();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&digest);
+    out
 }
 
 fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
@@ -419,7 +523,7 @@ impl KmsService for V1Client {
         let cipher = req.ciphertext.clone();
         let resp = self
             .transport
-            .call("Decrypt", |ch, t| async move {
+            .decrypt_call("", &req.ciphertext, |ch, t| async move {
                 v1::key_management_service_client::KeyManagementServiceClient::new(ch)
                     .decrypt(request(
                         v1::DecryptRequest {
@@ -551,7 +655,7 @@ impl KmsService for V2Client {
         };
         let resp = self
             .transport
-            .call("Decrypt", |ch, t| async move {
+            .decrypt_call(&req.key_id, &req.ciphertext, |ch, t| async move {
                 v2::key_management_service_client::KeyManagementServiceClient::new(ch)
                     .decrypt(request(msg, t))
                     .await

@@ -296,7 +296,8 @@ pub async fn run_rotate(
         opts.page_size.max(1),
     );
     if let Ok(Some(n)) = source.estimate().await {
-        progress.set_total(n);
+        // The count covers the whole prefix; a resumed run only has what is left.
+        progress.set_total(n.saturating_sub(state.totals.examined));
     }
     let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Result<Vec<RawKv>, SourceError>>(2);
     let reader = tokio::spawn(async move {

@@ -275,6 +275,7 @@ mod tests {
             name: Some("k1".into()),
             kms_v2: None,
             stale_hint,
+            ambiguous: false,
         };
         assert_eq!(decide(&m(0, false)), Decision::Current);
         assert_eq!(decide(&m(0, true)), Decision::Rewrite);

@@ -120,7 +120,7 @@ pub fn status_with(
     let body = trailer
         .present
         .then(|| file_len.saturating_sub(hash::TRAILER_LEN));
-    let bolt = BoltFile::open(path, body)?;
+    let bolt = BoltFile::open(path, body).map_err(|e| with_trailer(e, &trailer))?;
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     match trailer.matches {
@@ -152,7 +152,7 @@ pub fn status_with(
             bolt.page_size()
         ));
     }
-    let walk = walk_all(&bolt, progress)?;
+    let walk = walk_all(&bolt, progress).map_err(|e| with_trailer(e, &trailer))?;
     if !walk.buckets.iter().any(|b| b == "key") {
         notes.push(
             "no `key` bucket: this bbolt file is not an etcd snapshot or backend file".to_string(),
@@ -188,6 +188,20 @@ pub fn status_with(
         meta: walk.meta,
         cluster_version: walk.cluster_version,
     })
+}
+
+/// Add "the trailer does not match" to a corruption error when it is so: the file was damaged
+/// after `snapshot save` (not written corrupt by etcd).
+fn with_trailer(e: SnapshotError, t: &TrailerCheck) -> SnapshotError {
+    match (e, t.matches) {
+        (SnapshotError::Corrupt { path, message }, Some(false)) => SnapshotError::Corrupt {
+            path,
+            message: format!(
+                "{message} (and the SHA-256 trailer does not match: the file was damaged after `snapshot save`)"
+            ),
+        },
+        (e, _) => e,
+    }
 }
 
 /// Everything one full walk of the file yields.

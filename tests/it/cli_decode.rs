@@ -536,3 +536,122 @@ fn unknown_provider_is_encrypted_never_plaintext() {
     let j: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(j["error"]["class"], "no-provider");
 }
+
+/// One aescbc key name in two providers (spec §8 trap 3): decode says the prefix is
+/// ambiguous, and after `--verify` warns that the aescbc read is not authenticated.
+#[test]
+fn overlapping_aescbc_names_are_reported() {
+    use atrest::codec::chain::Chain;
+    use atrest::config::{NamedKey, ProviderConfig};
+    use atrest::secret::SecretBytes;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (new, old) = ([0x11u8; 32], [0x22u8; 32]);
+    let cfg = dir.path().join("enc.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\n\
+             kind: EncryptionConfiguration\n\
+             resources:\n\
+             - resources: [secrets]\n  \
+               providers:\n  \
+               - aescbc:\n      keys:\n      - name: key1\n        secret: {}\n  \
+               - aescbc:\n      keys:\n      - name: key1\n        secret: {}\n",
+            b64_enc(&new),
+            b64_enc(&old)
+        ),
+    )
+    .expect("write config");
+    let etcd_key = "/registry/secrets/default/overlap";
+    let mut pt = b"k8s\x00\x0a\x0c\x0a\x02v1\x12\x06Secret".to_vec();
+    pt.extend((0..200u32).map(|i| (i * 31 % 251) as u8));
+    let writer = Chain::from_providers(
+        &[&ProviderConfig::AesCbc {
+            keys: vec![NamedKey {
+                name: "key1".into(),
+                secret: SecretBytes::from_slice(&old),
+            }],
+        }],
+        &atrest::kms::GrpcConnector,
+    )
+    .expect("chain");
+    let value = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(writer.write(etcd_key.as_bytes(), &pt))
+        .expect("write");
+    let file = dir.path().join("value.bin");
+    std::fs::write(&file, &value).expect("write value");
+
+    let run = |verify: bool, json: bool| {
+        let mut cmd = atrest_cmd();
+        cmd.args(["decode", "--key", etcd_key, "--encryption-provider-config"])
+            .arg(&cfg);
+        if verify {
+            cmd.arg("--verify");
+        }
+        if json {
+            cmd.args(["-o", "json"]);
+        }
+        let out = cmd.arg(&file).assert().code(0).get_output().clone();
+        assert_no_plaintext(&out.stdout, &pt);
+        assert_no_plaintext(&out.stderr, &pt);
+        out
+    };
+    let out = run(false, true);
+    let j: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["config"]["ambiguous"], true, "{j}");
+    assert!(j["config"].get("unauthenticated_overlap").is_none(), "{j}");
+    let out = run(false, false);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("ambiguous") && table.contains("--verify"),
+        "{table}"
+    );
+
+    let out = run(true, true);
+    let j: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["config"]["ambiguous"], true, "{j}");
+    assert_eq!(j["config"]["unauthenticated_overlap"], true, "{j}");
+    assert_eq!(j["verified"], true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("no MAC"),
+        "{stderr}"
+    );
+    let out = run(true, false);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("warning") && table.contains("garbage"),
+        "{table}"
+    );
+}
+
+/// A crafted prefix cannot put terminal control sequences into the table.
+#[test]
+fn table_escapes_control_characters_from_the_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("value.bin");
+    std::fs::write(
+        &file,
+        b"k8s:enc:aescbc:v1:\x1b[2J\x1b]0;owned\x07\rkey:0123456789abcdef0123456789abcdef",
+    )
+    .expect("write");
+    let out = atrest_cmd()
+        .args(["decode", "--key", "/registry/secrets/default/x"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert!(
+        !out.stdout
+            .iter()
+            .any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
+        "raw control bytes in: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\\u{1b}[2J"), "{stdout}");
+}

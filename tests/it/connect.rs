@@ -346,14 +346,15 @@ async fn wrong_password_and_missing_permission_with_auth_enabled() {
     let mut opts = opts_for(&etcd);
     opts.user = Some("root:not-the-password".into());
     let e = connect_err(&opts).await;
-    assert!(matches!(e, ConnectError::Auth(_)), "{e:?}");
     let msg = e.to_string();
+    // Checked first, and reported without the message: a failure must not print the secret.
+    assert!(
+        !msg.contains("not-the-password") && !format!("{e:?}").contains("not-the-password"),
+        "the password leaked into the connection error"
+    );
+    assert!(matches!(e, ConnectError::Auth(_)), "{e:?}");
     assert!(msg.contains("wrong user name or password"), "{msg}");
     assert!(msg.contains("\"root\""), "{msg}");
-    assert!(
-        !msg.contains("not-the-password"),
-        "the password leaked: {msg}"
-    );
 
     opts.user = Some("root:r00t-pw".into());
     connect(&opts).await.expect("right password");
@@ -652,4 +653,191 @@ async fn one_dead_endpoint_among_several_is_tolerated() {
     let msg = connect_err(&opts).await.to_string();
     assert!(msg.contains("no etcd endpoint answered"), "{msg}");
     assert!(msg.contains(&dead) && msg.contains(&dead2), "{msg}");
+}
+
+#[tokio::test]
+async fn silent_server_times_out_within_dial_timeout() {
+    // Accepts TCP (kernel backlog) but never answers the TLS handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let etcd = Etcd::start();
+    let mut opts = opts_for(&etcd);
+    opts.endpoints = vec![format!("https://127.0.0.1:{port}")];
+    opts.dial_timeout = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let e = connect_err(&opts).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(e, ConnectError::Unreachable(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("--dial-timeout 1s"), "{msg}");
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    drop(silent);
+}
+
+#[tokio::test]
+async fn expired_server_certificate_is_explained() {
+    let etcd = Etcd::start_with(EtcdOptions {
+        server_cert_expired: true,
+        ..Default::default()
+    });
+    let e = connect_err(&opts_for(&etcd)).await;
+    assert!(matches!(e, ConnectError::Tls(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("outside its validity period"), "{msg}");
+    assert!(msg.contains("renew"), "{msg}");
+}
+
+/// Run `atrest scan` (JSON, every object listed) with extra arguments and environment.
+fn scan_cli(extra: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
+    let mut cmd = crate::common::atrest_cmd();
+    cmd.args([
+        "scan",
+        "--no-progress",
+        "-o",
+        "json",
+        "--list",
+        "all",
+        "--dial-timeout",
+        "20s",
+    ])
+    .args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run atrest")
+}
+
+fn scanned_keys(out: &std::process::Output) -> Vec<String> {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    report["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter_map(|o| o["key"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Precedence is flag > `--apiserver-manifest` > `ETCDCTL_*` > default: variables left over
+/// from an etcdctl session must not send a manifest-driven run to another etcd, yet still fill
+/// what the manifest does not say.
+#[tokio::test]
+async fn scan_cli_manifest_beats_etcdctl_variables() {
+    use std::ffi::OsStr;
+    let etcd = Etcd::start();
+    etcd.put("/custom/secrets/ns/a", "plain").await;
+    let manifest = write_manifest(etcd.dir(), &etcd);
+    let other = Certs::unrelated(&etcd.dir().join("other-pki"));
+    let dead = format!("https://127.0.0.1:{}", crate::common::etcd::free_port());
+    let stale_env: Vec<(&str, &OsStr)> = vec![
+        ("ETCDCTL_ENDPOINTS", OsStr::new(&dead)),
+        ("ETCDCTL_CACERT", other.ca.as_os_str()),
+        ("ETCDCTL_CERT", other.client_cert.as_os_str()),
+        ("ETCDCTL_KEY", other.client_key.as_os_str()),
+    ];
+    let manifest_arg = [OsStr::new("--apiserver-manifest"), manifest.as_os_str()];
+
+    // 1. The manifest wins over every variable, and the user is told which were ignored.
+    let out = scan_cli(&manifest_arg, &stale_env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "plaintext is a finding: {stderr}"
+    );
+    assert_eq!(scanned_keys(&out), vec!["/custom/secrets/ns/a"]);
+    for var in [
+        "ETCDCTL_ENDPOINTS",
+        "ETCDCTL_CACERT",
+        "ETCDCTL_CERT",
+        "ETCDCTL_KEY",
+    ] {
+        assert!(
+            stderr.contains(&format!("note: {var} is ignored")),
+            "{var}: {stderr}"
+        );
+    }
+
+    // 2. An explicit flag wins over the manifest.
+    let mut with_flag = manifest_arg.to_vec();
+    with_flag.extend([OsStr::new("--endpoints"), OsStr::new(&dead)]);
+    let out = scan_cli(&with_flag, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&dead),
+        "the flag's endpoint is dialled: {stderr}"
+    );
+
+    // 3. Variables fill what the manifest lacks (here: the client certificate).
+    let c = etcd.certs();
+    let partial = etcd.dir().join("partial-apiserver.yaml");
+    std::fs::write(
+        &partial,
+        format!(
+            "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - --etcd-servers={}\n    - --etcd-cafile={}\n    - --etcd-prefix=/custom\n",
+            etcd.endpoint(),
+            c.ca.display()
+        ),
+    )
+    .expect("write manifest");
+    let env: Vec<(&str, &OsStr)> = vec![
+        ("ETCDCTL_ENDPOINTS", OsStr::new(&dead)),
+        ("ETCDCTL_CERT", c.client_cert.as_os_str()),
+        ("ETCDCTL_KEY", c.client_key.as_os_str()),
+    ];
+    let out = scan_cli(
+        &[OsStr::new("--apiserver-manifest"), partial.as_os_str()],
+        &env,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(scanned_keys(&out), vec!["/custom/secrets/ns/a"]);
+    assert!(
+        stderr.contains("note: ETCDCTL_ENDPOINTS is ignored"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ETCDCTL_CERT is ignored"), "{stderr}");
+
+    // 4. Without a manifest the variables alone are enough (etcdctl habit keeps working).
+    let endpoint = etcd.endpoint();
+    let env: Vec<(&str, &OsStr)> = vec![
+        ("ETCDCTL_ENDPOINTS", OsStr::new(&endpoint)),
+        ("ETCDCTL_CACERT", c.ca.as_os_str()),
+        ("ETCDCTL_CERT", c.client_cert.as_os_str()),
+        ("ETCDCTL_KEY", c.client_key.as_os_str()),
+    ];
+    let out = scan_cli(&[OsStr::new("--prefix"), OsStr::new("/custom")], &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(scanned_keys(&out), vec!["/custom/secrets/ns/a"]);
+}
+
+/// Harness failure messages never show the passwords given to etcdctl.
+#[test]
+fn etcdctl_failure_messages_hide_passwords() {
+    let shown = crate::common::etcd::redacted_args(&[
+        "user",
+        "add",
+        "limited:l1m-pw",
+        "--user=root:r00t-pw",
+        "--user",
+        "root:r00t-pw",
+        "--password",
+        "p4ss",
+        "--password=p4ss",
+    ])
+    .join(" ");
+    for secret in ["l1m-pw", "r00t-pw", "p4ss"] {
+        assert!(!shown.contains(secret), "a password survived redaction");
+    }
+    assert!(shown.starts_with("user add limited:<redacted>"), "{shown}");
 }

@@ -4,7 +4,9 @@ mod common;
 
 mod cli_config;
 mod cli_decode;
+mod compat;
 mod connect;
+mod demo;
 mod kms;
 mod rotate;
 mod scan;

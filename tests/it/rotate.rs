@@ -467,6 +467,14 @@ async fn unknown_key_objects_are_left_alone_and_reported() {
         etcd.put(k.as_bytes(), encrypt(&t_old, k, &plaintext(k, 0)).await)
             .await;
     }
+    // Plaintext where the config has no identity: kube-apiserver cannot read it; rotate
+    // encrypts it (the value itself is the plaintext).
+    for i in 0..3 {
+        let k = format!("/registry/secrets/plain/p{i}");
+        let pt = plaintext(&k, 0);
+        etcd.put(k.as_bytes(), pt.clone()).await;
+        expect.insert(k, pt);
+    }
     let lost_revs: Vec<i64> = {
         let mut v = Vec::new();
         for k in &lost {
@@ -697,6 +705,14 @@ async fn concurrent_writer_never_loses_writes() {
     );
     // Exit 0 or 1: the writer may have left stale values behind the rotation's cursor.
     let code = out.status.code();
+    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+        eprintln!(
+            "concurrent writer: {updates} updates; rotate saw {} conflicts ({} already current, {} vanished)",
+            doc["this_run"]["conflicts_retried"],
+            doc["this_run"]["resolved_concurrently"],
+            doc["this_run"]["vanished"]
+        );
+    }
     assert!(
         code == Some(0) || code == Some(1),
         "exit {code:?}: {}",

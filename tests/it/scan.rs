@@ -1173,3 +1173,58 @@ async fn compaction_during_scan_is_reported_and_counted_once() {
     let last = r.objects.last().unwrap();
     assert_eq!(last.mod_revision, loaded + 1, "read at the fresh revision");
 }
+
+/// KMS v1 is only contacted to decrypt: without --verify a stopped plugin does not matter,
+/// with --verify it is an error (exit 2) naming the socket, not a report full of
+/// undecryptable objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_v1_plugin_down_is_an_error_only_for_verify() {
+    let etcd = Etcd::start();
+    let dir = vectors_dir();
+    let mut plugin = KmsPlugin::builder_for_vectors(&dir.join("kmsv1.json")).start();
+    let doc = read_vectors("kmsv1");
+    let case = &doc["cases"][0];
+    assert_eq!(case["expect"], "ok");
+    let key = case["etcd_key"].as_str().unwrap();
+    etcd.put(
+        key,
+        B64.decode(case["stored_b64"].as_str().unwrap()).unwrap(),
+    )
+    .await;
+    let text = std::fs::read_to_string(dir.join(doc["config_file"].as_str().unwrap()))
+        .unwrap()
+        .replace(
+            "unix:///var/run/kmsplugin/fake-kms-v1.sock",
+            &plugin.endpoint,
+        )
+        .replace("timeout: 3s", "timeout: 20s");
+    let cfg = etcd.dir().join("kmsv1.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.display().to_string();
+
+    let (code, r) = scan_json(&etcd, &["--encryption-provider-config", &cfg, "--verify"]);
+    assert_eq!(code, 0, "{r}");
+    plugin.stop();
+    let (code, r) = scan_json(
+        &etcd,
+        &["--encryption-provider-config", &cfg, "--list", "all"],
+    );
+    assert_eq!(code, 0, "no plugin needed without --verify: {r}");
+    assert_eq!(r["objects"][0]["status"], "current");
+    let (code, _, stderr) = scan(
+        &etcd,
+        &[
+            "-o",
+            "json",
+            "--encryption-provider-config",
+            &cfg,
+            "--verify",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let sock = plugin.endpoint.trim_start_matches("unix://");
+    assert!(
+        stderr.contains(sock) && stderr.contains("fake-kms-v1"),
+        "{stderr}"
+    );
+}

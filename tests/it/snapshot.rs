@@ -378,6 +378,16 @@ mod fuzz {
         }
     }
 
+    /// Metas, the root page, the `key` bucket's root branch and its children.
+    fn hot_pages(d: &[u8]) -> Vec<usize> {
+        let u64_at = |o: usize| u64::from_le_bytes(d[o..o + 8].try_into().expect("8")) as usize;
+        let branch = find_page(d, 1);
+        let count = u16::from_le_bytes([d[branch * 4096 + 10], d[branch * 4096 + 11]]) as usize;
+        let mut pages = vec![0, 1, u64_at(32), branch];
+        pages.extend((0..count).map(|i| u64_at(branch * 4096 + 16 + 16 * i + 8)));
+        pages
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
         #[test]
@@ -386,9 +396,15 @@ mod fuzz {
             retrail_it in any::<bool>(),
         ) {
             let mut d = std::fs::read(fixture("public-v34.db")).expect("fixture");
-            // Aim half the edits at the first pages (metas, root, tree) where structure lives.
+            // Aim most edits at the pages where structure lives (metas, the root page, the key
+            // bucket's branch and its leaves), mostly at their headers and element arrays.
+            let hot = hot_pages(&d);
             for (i, (off, b)) in edits.iter().enumerate() {
-                let off = if i % 2 == 0 { off % (16 * 4096) } else { *off };
+                let off = match i % 3 {
+                    0 => *off,
+                    1 => hot[off % hot.len()] * 4096 + off % 512,
+                    _ => hot[off % hot.len()] * 4096 + off % 4096,
+                };
                 d[off] = *b;
             }
             if retrail_it { retrail(&mut d); }

@@ -13,12 +13,15 @@ use rcgen::{
 pub struct CertOptions {
     /// Put `127.0.0.1` in the server certificate's SANs (false: only DNS `localhost`).
     pub server_ip_san: bool,
+    /// Make the server certificate one that expired yesterday.
+    pub server_expired: bool,
 }
 
 impl Default for CertOptions {
     fn default() -> Self {
         CertOptions {
             server_ip_san: true,
+            server_expired: false,
         }
     }
 }
@@ -56,6 +59,7 @@ impl Certs {
             &issuer,
             "etcd-server",
             server_sans,
+            opts.server_expired,
             // etcd 3.4's gRPC gateway dials itself with the server certificate, so it is also
             // a client certificate (kubeadm's etcd server certs are too).
             &[
@@ -90,6 +94,7 @@ impl Certs {
             &self.issuer,
             common_name,
             vec![common_name.to_string()],
+            false,
             &[ExtendedKeyUsagePurpose::ClientAuth],
         );
         (
@@ -123,9 +128,15 @@ fn new_leaf(
     issuer: &Issuer<'static, KeyPair>,
     common_name: &str,
     sans: Vec<String>,
+    expired: bool,
     ekus: &[ExtendedKeyUsagePurpose],
 ) -> (String, String) {
     let mut params = CertificateParams::new(sans).expect("leaf params");
+    if expired {
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(30);
+        params.not_after = now - time::Duration::days(1);
+    }
     params
         .distinguished_name
         .push(DnType::CommonName, common_name);

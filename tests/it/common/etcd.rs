@@ -28,14 +28,30 @@ pub enum Transport {
     Plain,
 }
 
-/// Variants of the test etcd.
-#[derive(Clone, Debug)]
+/// Variants of the test etcd (Debug hides the root password).
+#[derive(Clone)]
 pub struct EtcdOptions {
     pub transport: Transport,
     /// Put 127.0.0.1 in the server certificate (false: only DNS localhost, to test the error).
     pub server_ip_san: bool,
+    /// Serve a server certificate that expired yesterday (to test the error).
+    pub server_cert_expired: bool,
     /// Enable etcd auth with user `root` and this password (harness clients log in as root).
     pub root_password: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdOptions")
+            .field("transport", &self.transport)
+            .field("server_ip_san", &self.server_ip_san)
+            .field("server_cert_expired", &self.server_cert_expired)
+            .field(
+                "root_password",
+                &self.root_password.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Default for EtcdOptions {
@@ -43,6 +59,7 @@ impl Default for EtcdOptions {
         EtcdOptions {
             transport: Transport::MutualTls,
             server_ip_san: true,
+            server_cert_expired: false,
             root_password: None,
         }
     }
@@ -76,6 +93,7 @@ impl Etcd {
                 &dir.path().join("pki"),
                 &CertOptions {
                     server_ip_san: opts.server_ip_san,
+                    server_expired: opts.server_cert_expired,
                 },
             )
         });
@@ -196,6 +214,10 @@ impl Etcd {
         if let Some(c) = &self.certs {
             let read =
                 |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+            assert!(
+                !self.opts.server_cert_expired,
+                "no harness client for an etcd with an expired certificate"
+            );
             let mut tls = etcd_client::TlsOptions::new()
                 .ca_certificate(etcd_client::Certificate::from_pem(read(&c.ca)))
                 .domain_name("localhost");
@@ -313,7 +335,8 @@ impl Etcd {
         let out = self.etcdctl_raw(args, as_root);
         assert!(
             out.status.success(),
-            "etcdctl {args:?} failed: {}",
+            "etcdctl {:?} failed: {}",
+            redacted_args(args),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -337,6 +360,34 @@ impl Etcd {
     }
 }
 
+/// etcdctl arguments fit for a failure message: the password of `user add NAME:PW`,
+/// `--user NAME:PW`, `--user=NAME:PW` and `--password[=]PW` is replaced.
+pub fn redacted_args(args: &[&str]) -> Vec<String> {
+    let hide_after_colon = |a: &str| match a.split_once(':') {
+        Some((name, _)) => format!("{name}:<redacted>"),
+        None => a.to_string(),
+    };
+    let mut out = Vec::with_capacity(args.len());
+    for (i, a) in args.iter().enumerate() {
+        let prev = i.checked_sub(1).and_then(|p| args.get(p)).copied();
+        let shown = if let Some(v) = a.strip_prefix("--user=") {
+            format!("--user={}", hide_after_colon(v))
+        } else if a.starts_with("--password=") {
+            "--password=<redacted>".to_string()
+        } else if prev == Some("--password") {
+            "<redacted>".to_string()
+        } else if prev == Some("--user")
+            || (i == 2 && args.first() == Some(&"user") && prev == Some("add"))
+        {
+            hide_after_colon(a)
+        } else {
+            a.to_string()
+        };
+        out.push(shown);
+    }
+    out
+}
+
 /// etcdctl (ETCDCTL_API=3) with endpoint, TLS and (optionally) root login flags.
 fn etcdctl_command(
     opts: &EtcdOptions,
@@ -357,6 +408,9 @@ fn etcdctl_command(
     cmd.arg(format!("--endpoints={scheme}://{host}:{client_port}"))
         .arg("--dial-timeout=10s")
         .arg("--command-timeout=60s");
+    if opts.server_cert_expired {
+        cmd.arg("--insecure-skip-tls-verify");
+    }
     if let Some(c) = certs {
         cmd.arg(format!("--cacert={}", c.ca.display()));
         if opts.transport == Transport::MutualTls {

@@ -292,11 +292,11 @@ async fn plugin_down_or_slow_makes_values_undecryptable_with_the_reason() {
     let slow = KmsPlugin::builder()
         .socket(&sock)
         .api("v2")
-        .args(["--decrypt-delay", "4000"])
+        .args(["--decrypt-delay", "8000"])
         .start();
     let slow_yaml = slow
         .provider_yaml("my-kms", "v2", 6)
-        .replace("timeout: 10s", "timeout: 1s");
+        .replace("timeout: 10s", "timeout: 2s");
     let t = transformers(&config(&slow_yaml));
     let err = t
         .chain_for(Some(&secrets()))
@@ -304,7 +304,7 @@ async fn plugin_down_or_slow_makes_values_undecryptable_with_the_reason() {
         .await
         .expect_err("slow plugin");
     assert_eq!(err.class, ErrorClass::KmsDecryptFailed, "{err}");
-    assert!(err.message.contains("timed out after 1s"), "{err}");
+    assert!(err.message.contains("timed out after 2s"), "{err}");
 }
 
 #[tokio::test]

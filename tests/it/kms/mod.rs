@@ -382,6 +382,41 @@ async fn decrypt_only_delay_knob() {
 }
 
 #[tokio::test]
+async fn a_timed_out_decrypt_is_not_resent_at_once() {
+    let plugin = KmsPlugin::builder()
+        .args(["--decrypt-delay", "10000"])
+        .start();
+    let cfg = plugin.kms_config_with_timeout("kms", KmsApiVersion::V2, Duration::from_secs(1));
+    let client = V2Client::new(&cfg).expect("client");
+    let a = client.encrypt(&random_secret()).await.expect("encrypt");
+    let b = client.encrypt(&random_secret()).await.expect("encrypt");
+    let req = |e: &atrest::kms::EncryptResponse| DecryptRequest {
+        ciphertext: e.ciphertext.clone(),
+        key_id: e.key_id.clone(),
+        annotations: e.annotations.clone(),
+    };
+    let first = client.decrypt(&req(&a)).await.expect_err("slow");
+    assert!(first.to_string().contains("timed out after 1s"), "{first}");
+    // The same request again (the next object sharing the seed): answered at once.
+    let started = Instant::now();
+    let again = client.decrypt(&req(&a)).await.expect_err("memo");
+    assert!(started.elapsed() < Duration::from_millis(900), "not resent");
+    assert!(again.to_string().contains("timed out after 1s"), "{again}");
+    assert!(
+        again.to_string().contains("identical Decrypt timed out"),
+        "{again}"
+    );
+    // Another DEK source is still tried (and times out on its own).
+    let started = Instant::now();
+    let other = client.decrypt(&req(&b)).await.expect_err("slow");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "really sent"
+    );
+    assert!(!other.to_string().contains("identical"), "{other}");
+}
+
+#[tokio::test]
 async fn unhealthy_or_wrong_version_is_invalid() {
     let plugin = KmsPlugin::builder().args(["--unhealthy"]).start();
     let err = v2(&plugin).status().await.expect_err("unhealthy");
@@ -593,4 +628,47 @@ async fn errors_and_debug_output_hold_no_key_material() {
             assert!(!t.contains(n.as_str()), "secret material in output");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_crash_during_a_call_is_reported() {
+    let mut plugin = KmsPlugin::builder()
+        .api("v2")
+        .args(["--decrypt-delay", "3000"])
+        .start();
+    let client = std::sync::Arc::new(v2(&plugin));
+    let enc = client.encrypt(&random_secret()).await.expect("encrypt");
+    let c = std::sync::Arc::clone(&client);
+    let call = tokio::spawn(async move {
+        c.decrypt(&DecryptRequest {
+            ciphertext: enc.ciphertext,
+            key_id: enc.key_id,
+            annotations: enc.annotations,
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    plugin.kill();
+    let err = call
+        .await
+        .expect("task")
+        .expect_err("plugin crashed mid-call");
+    match &err {
+        KmsError::Call { rpc, message, .. } => {
+            assert_eq!(*rpc, "Decrypt");
+            assert!(
+                message.contains("did the plugin exit or crash?"),
+                "{message}"
+            );
+            assert!(
+                message.contains(plugin.endpoint.trim_start_matches("unix://")),
+                "{message}"
+            );
+        }
+        // Depending on timing the broken connection may already be seen at dial time.
+        KmsError::Unreachable { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    let err = client.status().await.expect_err("down");
+    assert!(matches!(err, KmsError::Unreachable { .. }), "{err:?}");
 }

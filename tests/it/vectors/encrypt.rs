@@ -4,7 +4,7 @@
 //! aescbc/secretbox), the KMS v2 write rules and the writer fingerprint.
 
 use super::fake_kms::{FakeConnector, FakeKms};
-use super::{kms_config, rt, sha};
+use super::{assert_same_secret, kms_config, rt, sha};
 use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::aes::{Aes128, Aes192, Aes256};
@@ -209,7 +209,8 @@ fn identity_writer_writes_plaintext_and_reads_are_stale_elsewhere() {
             provider: ProviderKind::AesGcm,
             name: Some("k1".into()),
             kms_v2: None,
-            stale_hint: true
+            stale_hint: true,
+            ambiguous: false
         }
     );
     let r = rt
@@ -217,7 +218,7 @@ fn identity_writer_writes_plaintext_and_reads_are_stale_elsewhere() {
         .expect("plaintext via identity");
     assert!(r.stale && r.index == 2 && r.provider == ProviderKind::Identity);
     // Identity first: writes plaintext, reads plaintext as current, encrypted as stale.
-    assert_eq!(rt.block_on(ident.write(KEY, &pt)).expect("write"), pt);
+    assert_same_secret(&rt.block_on(ident.write(KEY, &pt)).expect("write"), &pt);
     assert!(!rt.block_on(ident.read(KEY, &pt)).expect("read").stale);
     assert!(rt.block_on(ident.read(KEY, &v_old)).expect("read").stale);
     // Only aesgcm and no identity: plaintext is unreadable.
@@ -431,4 +432,101 @@ fn prepare_kms_reports_an_unusable_plugin() {
         e.to_string().contains("plug") && e.to_string().contains("version"),
         "{e}"
     );
+}
+
+/// Spec §8 trap 3 through a real EncryptionConfiguration: one key name in two aescbc
+/// providers. The prefix alone cannot tell the keys apart (identify says `ambiguous`), and a
+/// successful read through either is flagged `unauthenticated_overlap` (no MAC to prove it).
+#[test]
+fn reused_key_name_across_providers_is_ambiguous() {
+    let rt = rt();
+    let (old, new) = (random_key(32), random_key(32));
+    let b64 = |k: &SecretBytes| base64::engine::general_purpose::STANDARD.encode(k.expose());
+    let yaml = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\n\
+         kind: EncryptionConfiguration\n\
+         resources:\n\
+         - resources: [secrets]\n  \
+           providers:\n  \
+           - aescbc:\n      keys:\n      - name: key1\n        secret: {}\n  \
+           - aescbc:\n      keys:\n      - name: key1\n        secret: {}\n  \
+           - identity: {{}}\n",
+        b64(&new),
+        b64(&old)
+    );
+    let config = EncryptionConfig::parse(&yaml, "inline").expect("config");
+    let t = Transformers::new(&config, &no_kms()).expect("transformers");
+    let gr = atrest::resource::GroupResource::parse("secrets");
+    let chain = t.chain_for(Some(&gr));
+    let old_writer = Chain::from_providers(
+        &[&ProviderConfig::AesCbc {
+            keys: vec![named("key1", &old)],
+        }],
+        &no_kms(),
+    )
+    .expect("chain");
+    let pt = plaintext();
+    let v = rt.block_on(old_writer.write(KEY, &pt)).expect("write");
+    match chain.identify(&v) {
+        Identified::Matched {
+            index: 0,
+            ambiguous: true,
+            ..
+        } => {}
+        other => panic!("identify: {other:?}"),
+    }
+    assert!(chain.is_ambiguous(&v));
+    let r = rt.block_on(chain.read(KEY, &v)).expect("read");
+    assert!(r.unauthenticated_overlap, "aescbc overlap must be flagged");
+    if r.index == 1 {
+        assert!(r.stale);
+        assert_same_secret(r.plaintext.expose(), &pt);
+    }
+    // Plaintext (identity) and a name no entry shares are not ambiguous.
+    assert!(!chain.is_ambiguous(&pt));
+    let lone = Chain::from_providers(
+        &[&ProviderConfig::AesCbc {
+            keys: vec![named("key2", &old)],
+        }],
+        &no_kms(),
+    )
+    .expect("chain");
+    let v2 = rt.block_on(lone.write(KEY, &pt)).expect("write");
+    assert!(!chain.is_ambiguous(&v2));
+    let r = rt.block_on(lone.read(KEY, &v2)).expect("read");
+    assert!(r.unauthenticated && !r.unauthenticated_overlap);
+}
+
+/// The salted fingerprint: keyed by the salt (so key guesses cannot be checked without it),
+/// same shape as the unsalted one, and no key material for KMS v2 / identity.
+#[test]
+fn salted_writer_fingerprint() {
+    let rt = rt();
+    let key = random_key(32);
+    let p = ProviderConfig::Secretbox {
+        keys: vec![named("sb", &key)],
+    };
+    let c = Chain::from_providers(&[&p], &no_kms()).expect("chain");
+    let salt_a = random_key(16);
+    let salt_b = random_key(16);
+    let a = c.writer_fingerprint_salted(salt_a.expose());
+    assert!(a.starts_with("secretbox:sb:"), "{a}");
+    assert_eq!(a.len(), "secretbox:sb:".len() + 32);
+    assert_eq!(a, c.writer_fingerprint_salted(salt_a.expose()));
+    assert_ne!(a, c.writer_fingerprint_salted(salt_b.expose()));
+    assert_ne!(a, c.writer_fingerprint());
+    let hexkey = hex::encode(key.expose());
+    assert!(!a.contains(&hexkey[..8]));
+
+    let plugin = v2_plugin();
+    let connector = FakeConnector::with([plugin.clone()]);
+    let kms = ProviderConfig::Kms(kms_config("plug", true));
+    let chain = Chain::from_providers(&[&kms], &connector).expect("chain");
+    rt.block_on(chain.write(KEY, b"x")).expect("write");
+    assert_eq!(
+        chain.writer_fingerprint_salted(salt_a.expose()),
+        "kms-v2:plug:kek-2025"
+    );
+    let id = Chain::from_providers(&[&ProviderConfig::Identity], &no_kms()).expect("chain");
+    assert_eq!(id.writer_fingerprint_salted(salt_a.expose()), "identity");
 }

@@ -51,6 +51,20 @@ pub fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
+/// Assert two secrets (plaintexts, keys) are equal; a failure shows only lengths and SHA-256.
+#[track_caller]
+pub fn assert_same_secret(got: &[u8], want: &[u8]) {
+    if got != want {
+        panic!(
+            "secrets differ: got {} bytes (sha256 {}), want {} bytes (sha256 {})",
+            got.len(),
+            sha(got),
+            want.len(),
+            sha(want)
+        );
+    }
+}
+
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_else(|| panic!("field {k} missing"))
 }
@@ -241,9 +255,28 @@ async fn check_read(
             if single_key && out.index != 0 {
                 return Err(format!("{name}: single-key read at index {}", out.index));
             }
-            // identify() (no decryption) must point at the same entry.
+            // No MAC behind aescbc and KMS v1's CBC fallback; flagged as overlap only when
+            // another entry shares the prefix.
+            let want_unauth = match out.provider {
+                ProviderKind::AesCbc => true,
+                ProviderKind::KmsV1 => inner,
+                _ => false,
+            };
+            let ambiguous = chain.is_ambiguous(&stored);
+            if out.unauthenticated != want_unauth
+                || out.unauthenticated_overlap != (want_unauth && ambiguous)
+            {
+                return Err(format!(
+                    "{name}: unauthenticated = {}, unauthenticated_overlap = {} (ambiguous {ambiguous})",
+                    out.unauthenticated, out.unauthenticated_overlap
+                ));
+            }
+            // identify() (no decryption) must point at the same entry, unless it says the
+            // prefix is ambiguous.
             match chain.identify(&stored) {
-                Identified::Matched { index, .. } if index == out.index => {}
+                Identified::Matched {
+                    index, ambiguous, ..
+                } if index == out.index || ambiguous => {}
                 Identified::Plaintext { identity_index } if identity_index == Some(out.index) => {}
                 other => {
                     return Err(format!(
