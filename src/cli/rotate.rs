@@ -243,9 +243,10 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
     }
     if summary.interrupted {
         eprintln!(
-            "Interrupted: {} batch(es) committed and journaled in {}; the journal is consistent.\nTo resume, run the same command again with the same --journal.",
+            "Interrupted: {} batch(es) committed and journaled in {}; the journal is consistent.\nTo resume, run the same command again with the same --journal:\n  {}",
             summary.batches,
-            summary.journal.as_deref().unwrap_or("(no journal)")
+            summary.journal.as_deref().unwrap_or("(no journal)"),
+            resume_command(std::env::args())
         );
     } else if summary.already_complete {
         eprintln!(
@@ -254,6 +255,55 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(code)
+}
+
+/// The command line that resumes this run, with `--password` and the password part of
+/// `--user name:password` redacted, shell-quoted where needed.
+fn resume_command(args: impl Iterator<Item = String>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut redact_next: Option<&str> = None;
+    for a in args {
+        let shown = match redact_next.take() {
+            Some("--password") => "'<password>'".to_string(),
+            Some(_) => redact_user(&a),
+            None => {
+                if a == "--password" || a == "--user" {
+                    redact_next = Some(if a == "--password" {
+                        "--password"
+                    } else {
+                        "--user"
+                    });
+                    a.clone()
+                } else if a.starts_with("--password=") {
+                    "--password='<password>'".to_string()
+                } else if let Some(u) = a.strip_prefix("--user=") {
+                    format!("--user={}", redact_user(u))
+                } else {
+                    a.clone()
+                }
+            }
+        };
+        out.push(shell_quote(&shown));
+    }
+    out.join(" ")
+}
+
+fn redact_user(u: &str) -> String {
+    match u.split_once(':') {
+        Some((name, _)) => format!("{name}:<password>"),
+        None => u.to_string(),
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c) || c == '\'');
+    if safe || (s.starts_with('\'') && s.ends_with('\'')) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// Print to stdout; a closed pipe (`| head`) is not an error worth a message.
@@ -413,4 +463,32 @@ fn render_table(prefix: &str, resources: &[GroupResource], s: &RotateSummary) ->
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_command_redacts_passwords() {
+        let args = [
+            "atrest",
+            "rotate",
+            "--password",
+            "hunter2",
+            "--user=root:s3cret",
+            "--journal",
+            "/tmp/my journal",
+            "--password=topsecret",
+            "--user",
+            "admin:pw",
+        ]
+        .map(String::from);
+        let c = resume_command(args.into_iter());
+        assert!(!c.contains("hunter2") && !c.contains("s3cret"), "{c}");
+        assert!(!c.contains("topsecret") && !c.contains(":pw"), "{c}");
+        assert!(c.contains("--user=root:<password>"), "{c}");
+        assert!(c.contains("'/tmp/my journal'"), "{c}");
+        assert!(c.starts_with("atrest rotate --password"), "{c}");
+    }
 }

@@ -2,8 +2,9 @@
 //! `etcdutl snapshot status`, the SHA-256 trailer, meta pages and tree structure) and the
 //! disaster-recovery question "would every object decrypt with the keys we hold?".
 //!
-//! Exit codes: 0 intact (and, for verify, restorable); 1 (verify) some value is unknown-key or
-//! undecryptable; 2 the file is corrupt, truncated, lacks its trailer (unless
+//! Exit codes: 0 intact (and, for verify, restorable); 1 (verify) some value is unknown-key,
+//! undecryptable, or plaintext where the resource's provider chain has no identity (a restored
+//! kube-apiserver could not read it); 2 the file is corrupt, truncated, lacks its trailer (unless
 //! `--skip-hash-check`), or the job could not be done (bad config, KMS plugin down).
 use anyhow::Context;
 use atrest::snapshot::{self, ReadProgress, SnapshotSource, SnapshotStatus, StatusOptions};
@@ -54,7 +55,7 @@ pub struct StatusArgs {
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Exit status: 0 intact and every object decrypts; 1 some object is \
-unknown-key or undecryptable; 2 the file failed its integrity check or the job could not be done \
+unknown-key, undecryptable, or plaintext with no identity provider for its resource; 2 the file failed its integrity check or the job could not be done \
 (bad config, KMS plugin unreachable).\n\
 Example:\n  atrest snapshot verify backup.db --encryption-provider-config /etc/kubernetes/enc.yaml"
 )]
@@ -282,20 +283,50 @@ fn render_status(st: &SnapshotStatus) -> String {
     out
 }
 
-/// The verdict on a verify scan: (restorable, one line).
-pub fn verdict(by_status: &std::collections::BTreeMap<String, u64>) -> (bool, String) {
+/// How `classify::judge_plaintext` words a plaintext value that kube-apiserver cannot read (the
+/// resource's provider chain has no identity entry); a unit test pins it to classify's wording.
+const UNREADABLE_PLAINTEXT: &str = "unreadable by kube-apiserver";
+
+/// Objects a restored kube-apiserver could not read although they are plaintext: their chain has
+/// no identity provider. (Plaintext readable through a later identity entry is restorable.)
+fn plaintext_unreadable(objects: &[atrest::classify::ObjectRecord]) -> u64 {
+    objects
+        .iter()
+        .filter(|o| {
+            o.status == atrest::classify::Status::Plaintext
+                && o.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(UNREADABLE_PLAINTEXT))
+        })
+        .count() as u64
+}
+
+/// The verdict on a verify scan: (restorable, one line). Not restorable when any object would
+/// fail to read in a restored kube-apiserver: undecryptable, unknown-key, or plaintext under a
+/// chain without identity.
+pub fn verdict(report: &atrest::report::ScanReport) -> (bool, String) {
+    let by_status = &report.summary.by_status;
     let undecryptable = by_status.get("undecryptable").copied().unwrap_or(0);
     let unknown = by_status.get("unknown-key").copied().unwrap_or(0);
-    if undecryptable == 0 && unknown == 0 {
-        (true, "restorable with the held keys: yes".to_string())
-    } else {
-        (
-            false,
-            format!(
-                "restorable with the held keys: no: {undecryptable} undecryptable, {unknown} unknown-key"
-            ),
-        )
+    let plaintext = plaintext_unreadable(&report.objects);
+    if undecryptable == 0 && unknown == 0 && plaintext == 0 {
+        return (true, "restorable with the held keys: yes".to_string());
     }
+    let mut parts = Vec::new();
+    if undecryptable > 0 || unknown > 0 {
+        parts.push(format!(
+            "{undecryptable} undecryptable, {unknown} unknown-key"
+        ));
+    }
+    if plaintext > 0 {
+        parts.push(format!(
+            "{plaintext} plaintext unreadable without an identity provider"
+        ));
+    }
+    (
+        false,
+        format!("restorable with the held keys: no: {}", parts.join(", ")),
+    )
 }
 
 fn run_verify(a: VerifyArgs) -> anyhow::Result<u8> {
@@ -344,7 +375,7 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<u8> {
         anyhow::Ok(report)
     })?;
     drop(bar);
-    let (restorable, line) = verdict(&report.summary.by_status);
+    let (restorable, line) = verdict(&report);
     print_verify(a.output, &st, Some(&report), restorable, &line)?;
     Ok(if restorable {
         atrest::exit::OK
@@ -395,20 +426,106 @@ mod tests {
         assert_eq!(humanize_bytes(5_672_960), "5.7 MB");
         assert_eq!(humanize_bytes(999), "999 B");
     }
+    fn report(
+        by_status: &[(&str, u64)],
+        objects: Vec<atrest::classify::ObjectRecord>,
+    ) -> atrest::report::ScanReport {
+        let mut summary = atrest::report::Summary::default();
+        for (s, n) in by_status {
+            summary.by_status.insert(s.to_string(), *n);
+        }
+        atrest::report::ScanReport {
+            schema: atrest::report::SCAN_SCHEMA,
+            source: atrest::report::SourceInfo {
+                kind: "snapshot".into(),
+                endpoints: None,
+                path: None,
+                revision: 1,
+            },
+            prefix: "/registry".into(),
+            config: None,
+            verified: true,
+            summary,
+            objects,
+            notes: Vec::new(),
+            history: None,
+            started_at: String::new(),
+            duration_seconds: 0.0,
+            started_unix: 0.0,
+        }
+    }
+
+    fn plaintext_secret(identity_index: Option<usize>) -> atrest::classify::ObjectRecord {
+        use atrest::classify::{ObjectRecord, Writer, judge_plaintext};
+        let gr = atrest::resource::GroupResource {
+            group: String::new(),
+            resource: "secrets".into(),
+        };
+        let writer = Writer {
+            kind: atrest::codec::ProviderKind::AesCbc,
+            name: Some("key1"),
+        };
+        let v = judge_plaintext(&writer, Some(&gr), identity_index);
+        ObjectRecord {
+            key: "/registry/secrets/default/s".into(),
+            group: Some(String::new()),
+            resource: Some("secrets".into()),
+            namespace: Some("default".into()),
+            name: "s".into(),
+            provider: v.provider.to_string(),
+            key_name: None,
+            status: v.status,
+            mod_revision: 2,
+            size: 10,
+            detail: v.detail,
+            kms_key_id: None,
+        }
+    }
+
     #[test]
     fn verdict_lines() {
-        let mut m = std::collections::BTreeMap::new();
-        m.insert("current".to_string(), 3);
+        let r = report(&[("current", 3)], Vec::new());
         assert_eq!(
-            verdict(&m),
+            verdict(&r),
             (true, "restorable with the held keys: yes".into())
         );
-        m.insert("unknown-key".to_string(), 2);
-        let (ok, line) = verdict(&m);
+        let r = report(&[("current", 3), ("unknown-key", 2)], Vec::new());
+        let (ok, line) = verdict(&r);
         assert!(!ok);
         assert_eq!(
             line,
             "restorable with the held keys: no: 0 undecryptable, 2 unknown-key"
+        );
+    }
+
+    #[test]
+    fn plaintext_without_identity_is_not_restorable() {
+        // Worded by classify itself, so a change of its wording fails here.
+        let unreadable = plaintext_secret(None);
+        let readable = plaintext_secret(Some(1));
+        assert_eq!(unreadable.status, atrest::classify::Status::Plaintext);
+        assert_eq!(readable.status, atrest::classify::Status::Plaintext);
+
+        let r = report(&[("plaintext", 1)], vec![readable.clone()]);
+        assert_eq!(
+            verdict(&r),
+            (true, "restorable with the held keys: yes".into())
+        );
+
+        let objs = vec![unreadable.clone(), unreadable.clone(), readable];
+        let r = report(&[("plaintext", 3)], objs);
+        assert_eq!(
+            verdict(&r),
+            (
+                false,
+                "restorable with the held keys: no: 2 plaintext unreadable without an identity provider"
+                    .into()
+            )
+        );
+        let r = report(&[("plaintext", 1), ("undecryptable", 1)], vec![unreadable]);
+        assert_eq!(
+            verdict(&r).1,
+            "restorable with the held keys: no: 1 undecryptable, 0 unknown-key, 1 plaintext unreadable without an identity provider"
         );
     }
 }

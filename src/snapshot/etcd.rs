@@ -58,8 +58,9 @@ pub fn parse_revision_key(k: &[u8]) -> Result<(Revision, bool), String> {
     Ok((Revision { main, sub }, tomb))
 }
 
-/// A borrowed view of an `mvccpb.KeyValue` (zero copy).
-#[derive(Debug, Default, PartialEq, Eq)]
+/// A borrowed view of an `mvccpb.KeyValue` (zero copy). Its `Debug` prints the value's length,
+/// never the value (it may be a plaintext Secret).
+#[derive(Default, PartialEq, Eq)]
 pub struct KvRef<'a> {
     pub key: &'a [u8],
     pub create_revision: i64,
@@ -67,6 +68,19 @@ pub struct KvRef<'a> {
     pub version: i64,
     pub value: &'a [u8],
     pub lease: i64,
+}
+
+impl std::fmt::Debug for KvRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvRef")
+            .field("key", &String::from_utf8_lossy(self.key))
+            .field("create_revision", &self.create_revision)
+            .field("mod_revision", &self.mod_revision)
+            .field("version", &self.version)
+            .field("value_len", &self.value.len())
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 fn varint(b: &[u8], pos: &mut usize) -> Result<u64, String> {
@@ -260,7 +274,8 @@ mod tests {
         let bytes = kv.encode_to_vec();
         let r = KvRef::decode(&bytes).expect("decodes");
         assert_eq!(r.key, kv.key.as_slice());
-        assert_eq!(r.value, kv.value.as_slice());
+        // Compared without assert_eq!, which would print the value on failure.
+        assert!(r.value == kv.value.as_slice(), "value differs");
         assert_eq!(
             (r.create_revision, r.mod_revision, r.version, r.lease),
             (5, 9, 3, kv.lease)
@@ -275,6 +290,25 @@ mod tests {
             let _ = KvRef::decode(&bytes[..n]);
         }
         assert!(KvRef::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn kvref_debug_never_prints_the_value() {
+        let kv = mvccpb::KeyValue {
+            key: b"/registry/secrets/default/db".to_vec(),
+            value: b"k8s-plaintext-password-hunter2".to_vec(),
+            ..Default::default()
+        };
+        let bytes = kv.encode_to_vec();
+        let r = KvRef::decode(&bytes).expect("decodes");
+        let shown = format!("{r:?} {r:#?}");
+        assert!(!shown.contains("hunter2"), "Debug leaks the value");
+        assert!(
+            !shown.contains("104, 117, 110"),
+            "Debug leaks the value bytes"
+        );
+        assert!(shown.contains("value_len: 30"), "Debug shows the length");
+        assert!(shown.contains("/registry/secrets/default/db"));
     }
 
     #[test]
