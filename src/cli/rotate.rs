@@ -24,9 +24,10 @@ pub enum RotateOutput {
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Exit codes: 0 every object in scope is current and nothing was skipped; 1 findings remain \
-(unknown-key or undecryptable objects left alone, stale/plaintext objects after the verification pass, or \
-with --dry-run: objects that would be rewritten); 2 the rotation could not do its job (bad flags or config, \
-etcd or KMS errors, a journal from another run, or interrupted by Ctrl-C: rerun the same command to resume)."
+(unknown-key, undecryptable or ambiguous-key objects left alone, keys that kept changing, stale/plaintext \
+objects after the verification pass, or with --dry-run: objects that would be rewritten); 2 the rotation could \
+not do its job (bad flags or config, a KMS v1 write target, etcd or KMS errors, a journal from another run or a \
+file that is not a journal, or interrupted by Ctrl-C: rerun the same command to resume)."
 )]
 pub struct RotateArgs {
     #[command(flatten)]

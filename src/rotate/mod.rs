@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use writer::{CommitLimits, Prep};
+use zeroize::Zeroize;
 
 /// The `-o json` schema of `atrest rotate`.
 pub const ROTATE_SCHEMA: &str = "atrest.rotate/v1";
@@ -401,14 +402,22 @@ pub async fn run_rotate(
                 break;
             }
         };
-        for kv in page {
+        // Values may be plaintext (identity): those not handed on as work are wiped here;
+        // work items wipe theirs on drop.
+        for mut kv in page {
             let gr = resource::parse_key(&prefix, &kv.key).gr;
             if !opts.resources.is_empty()
                 && !gr.as_ref().is_some_and(|g| opts.resources.contains(g))
             {
+                kv.value.zeroize();
                 continue;
             }
-            let closed = match plan::decide(&transformers.chain_for(gr.as_ref()).identify(&kv.value)) {
+            let decision = plan::decide(&transformers.chain_for(gr.as_ref()).identify(&kv.value));
+            if !matches!(decision, Decision::Rewrite | Decision::EncryptPlaintext) {
+                // Only the length (bytes examined) is needed from here on: wipe, keep the length.
+                kv.value.as_mut_slice().zeroize();
+            }
+            let closed = match decision {
                 Decision::Current => builder.push_current(&kv),
                 Decision::UnknownKey { from } => builder.push_skipped(
                     &kv,
