@@ -24,9 +24,10 @@ pub enum RotateOutput {
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Exit codes: 0 every object in scope is current and nothing was skipped; 1 findings remain \
-(unknown-key or undecryptable objects left alone, stale/plaintext objects after the verification pass, or \
-with --dry-run: objects that would be rewritten); 2 the rotation could not do its job (bad flags or config, \
-etcd or KMS errors, a journal from another run, or interrupted by Ctrl-C: rerun the same command to resume)."
+(unknown-key, undecryptable or ambiguous-key objects left alone, keys that kept changing, stale/plaintext \
+objects after the verification pass, or with --dry-run: objects that would be rewritten); 2 the rotation could \
+not do its job (bad flags or config, a KMS v1 write target, etcd or KMS errors, a journal from another run or a \
+file that is not a journal, or interrupted by Ctrl-C: rerun the same command to resume)."
 )]
 pub struct RotateArgs {
     #[command(flatten)]
@@ -182,6 +183,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
 
     let skipped_now = summary.this_run.skipped_unknown_key
         + summary.this_run.skipped_undecryptable
+        + summary.this_run.skipped_ambiguous
         + summary.this_run.gave_up;
     let (report, code, result) = if summary.interrupted {
         (None, atrest::exit::ERROR, "interrupted")
@@ -247,6 +249,12 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
             summary.batches,
             summary.journal.as_deref().unwrap_or("(no journal)"),
             resume_command(std::env::args())
+        );
+    } else if summary.retry_needed {
+        eprintln!(
+            "{} key(s) kept changing during every retry and were left for now; the journal {} is not marked complete. Rerun the same command to examine the scope again and retry them.",
+            summary.this_run.gave_up,
+            summary.journal.as_deref().unwrap_or("")
         );
     } else if summary.already_complete {
         eprintln!(
@@ -392,8 +400,8 @@ fn render_table(prefix: &str, resources: &[GroupResource], s: &RotateSummary) ->
     );
     let _ = writeln!(
         o,
-        "  skipped              {} unknown-key, {} undecryptable, {} still changing",
-        t.skipped_unknown_key, t.skipped_undecryptable, t.gave_up
+        "  skipped              {} unknown-key, {} undecryptable, {} ambiguous key, {} still changing",
+        t.skipped_unknown_key, t.skipped_undecryptable, t.skipped_ambiguous, t.gave_up
     );
     let _ = writeln!(
         o,
@@ -442,7 +450,8 @@ fn render_table(prefix: &str, resources: &[GroupResource], s: &RotateSummary) ->
         }
     }
     if !s.skipped.is_empty() {
-        let _ = writeln!(o, "\nLeft unchanged ({}):", s.skipped.len());
+        let total = s.skipped.len() as u64 + s.skipped_omitted;
+        let _ = writeln!(o, "\nLeft unchanged ({total}):");
         const SHOWN: usize = 50;
         for k in s.skipped.iter().take(SHOWN) {
             let _ = writeln!(
@@ -454,12 +463,13 @@ fn render_table(prefix: &str, resources: &[GroupResource], s: &RotateSummary) ->
                 k.detail.as_deref().unwrap_or("")
             );
         }
-        if s.skipped.len() > SHOWN {
-            let _ = writeln!(
-                o,
-                "  ... and {} more (-o json lists all)",
-                s.skipped.len() - SHOWN
-            );
+        if total > SHOWN as u64 {
+            let listed = if s.skipped_omitted > 0 {
+                format!("-o json lists the first {}", s.skipped.len())
+            } else {
+                "-o json lists all".to_string()
+            };
+            let _ = writeln!(o, "  ... and {} more ({listed})", total - SHOWN as u64);
         }
     }
     o

@@ -323,7 +323,7 @@ fn expected_status(
 // The environment: two real KMS plugins started as scripts/demo starts them, and the config.
 
 struct Env {
-    _v2: KmsPlugin,
+    v2: KmsPlugin,
     _v1: KmsPlugin,
     /// Holds the sockets and the config (removed on Drop, after the plugins are killed).
     dir: tempfile::TempDir,
@@ -384,7 +384,7 @@ fn start_env() -> Env {
     let config = dir.path().join("encryption-config.yaml");
     std::fs::write(&config, &text).expect("write config");
     Env {
-        _v2: v2,
+        v2,
         _v1: v1,
         dir,
         config,
@@ -892,7 +892,7 @@ fn scan_follows_the_plugins_current_key_id() {
     let env = start_env();
     let cfg = config_model(&env.config_text);
     let rotated = "fake-kek-2025-01";
-    env._v2.set_key_id(rotated);
+    env.v2.set_key_id(rotated);
     let (code, report) = scan_json(&env, "/registry", &["--list", "all"]);
     assert_eq!(code, 1);
     let by_key: BTreeMap<&str, &Value> = report["objects"]

@@ -985,6 +985,42 @@ mod verify {
         );
     }
 
+    /// Plaintext Secrets are restorable only when the secrets chain has an identity entry
+    /// (kube-apiserver reads them through it); without one a restored apiserver fails on them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plaintext_restorable_only_with_identity_in_chain() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let etcd = Etcd::start();
+        for name in ["a", "b"] {
+            let mut v = b"k8s\x00\x0a\x0c\x0a\x02v1\x12\x06Secret".to_vec();
+            v.extend_from_slice(name.as_bytes());
+            etcd.put(format!("/registry/secrets/default/{name}"), v).await;
+        }
+        let file = dir.path().join("plain.db");
+        etcd.snapshot_save(&file);
+        let with_identity = vectors("configs/aescbc.encryption-config.yaml");
+        let text = std::fs::read_to_string(&with_identity).expect("config");
+        assert!(text.contains("      - identity: {}\n"), "fixture changed");
+        let without = dir.path().join("no-identity.yaml");
+        std::fs::write(&without, text.replace("      - identity: {}\n", "")).expect("write");
+
+        let (code, out, err) = verify(&file, &with_identity, false);
+        assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+        assert_eq!(
+            out.lines().last(),
+            Some("restorable with the held keys: yes")
+        );
+
+        let (code, out, err) = verify(&file, &without, true);
+        assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+        let r: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(r["restorable"], false);
+        assert_eq!(
+            r["verdict"],
+            "restorable with the held keys: no: 2 plaintext unreadable without an identity provider"
+        );
+    }
+
     #[test]
     fn corrupt_file_or_bad_config_is_exit_2() {
         let dir = tempfile::tempdir().expect("tmp");
