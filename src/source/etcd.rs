@@ -5,6 +5,17 @@
 //! network round trip overlaps with classification and at most three pages are alive at once
 //! (the one being processed, the one queued, the one being fetched): memory stays flat
 //! whatever the keyspace size. Keys and values are raw bytes throughout.
+//!
+//! Page sizing: etcd 3.4 answers a range with a limit by first collecting the revision of
+//! *every* remaining key of the range from its in-memory index (`treeIndex.Revisions`, also
+//! used to fill `count`) and only then truncating, so each page costs etcd a walk over the rest
+//! of the keyspace and a paginated scan costs O(N²/page). Neither `count_only`, `keys_only` nor
+//! serializable reads avoid that walk (they take the same `Revisions` path); only fewer,
+//! larger pages do. [`EtcdSource::adaptive`] therefore sizes pages by bytes: it starts at
+//! [`ADAPTIVE_START_KEYS`] and grows the key limit geometrically towards
+//! [`ADAPTIVE_PAGE_BYTES`] of key+value bytes per page (from the average object size seen so
+//! far), capped at [`ADAPTIVE_MAX_KEYS`]; memory stays bounded at about three such pages.
+//! [`EtcdSource::new`] keeps an exact, fixed number of keys per page.
 use std::time::Duration;
 
 use etcd_client::{GetOptions, KvClient};
@@ -18,7 +29,16 @@ const PAGE_ATTEMPTS: u32 = 4;
 /// First retry delay, doubled each attempt.
 const RETRY_BASE: Duration = Duration::from_millis(250);
 
-/// Streams `prefix` from a live etcd in pages of `page_size` keys.
+/// First key limit of an adaptive scan (small, so huge objects are learnt cheaply).
+pub const ADAPTIVE_START_KEYS: i64 = 500;
+/// Key+value bytes an adaptive page aims at.
+pub const ADAPTIVE_PAGE_BYTES: u64 = 4 << 20;
+/// Most keys an adaptive page asks for (bounds etcd's per-page work and our decode buffers).
+pub const ADAPTIVE_MAX_KEYS: i64 = 10_000;
+/// Most an adaptive limit grows from one page to the next.
+const ADAPTIVE_GROWTH: i64 = 4;
+
+/// Streams `prefix` from a live etcd in pages of `page_size` keys (or adaptively sized pages).
 pub struct EtcdSource {
     kv: KvClient,
     endpoints: Vec<String>,
@@ -26,6 +46,8 @@ pub struct EtcdSource {
     range_end: Vec<u8>,
     start_after: Option<Vec<u8>>,
     page_size: i64,
+    /// Size pages by bytes instead of using `page_size` exactly.
+    adaptive: bool,
     /// Pinned revision (0 until the first response or `estimate`).
     revision: i64,
     notes: Vec<String>,
@@ -61,11 +83,40 @@ impl EtcdSource {
             range_end,
             start_after,
             page_size: page_size.max(1),
+            adaptive: false,
             revision: 0,
             notes: Vec::new(),
             pages: None,
             fetcher: None,
             done: false,
+        }
+    }
+
+    /// Like [`EtcdSource::new`] but with pages sized by bytes (see the module comment): the
+    /// choice when the caller did not ask for a page size, since etcd 3.4 makes many small
+    /// pages expensive.
+    pub fn adaptive(
+        client: etcd_client::Client,
+        endpoints: Vec<String>,
+        prefix: Vec<u8>,
+        start_after: Option<Vec<u8>>,
+    ) -> Self {
+        let mut src = Self::new(client, endpoints, prefix, start_after, ADAPTIVE_START_KEYS);
+        src.adaptive = true;
+        src
+    }
+
+    /// [`EtcdSource::new`] with `Some(page_size)`, [`EtcdSource::adaptive`] with `None`.
+    pub fn with_page_size(
+        client: etcd_client::Client,
+        endpoints: Vec<String>,
+        prefix: Vec<u8>,
+        start_after: Option<Vec<u8>>,
+        page_size: Option<i64>,
+    ) -> Self {
+        match page_size {
+            Some(n) => Self::new(client, endpoints, prefix, start_after, n),
+            None => Self::adaptive(client, endpoints, prefix, start_after),
         }
     }
 
@@ -97,6 +148,8 @@ impl EtcdSource {
             next_key: self.first_key(),
             last_key: None,
             limit: self.page_size,
+            adaptive: self.adaptive,
+            max_limit: ADAPTIVE_MAX_KEYS,
             revision: self.revision,
         };
         self.fetcher = Some(tokio::spawn(fetch.run(tx)));
@@ -193,6 +246,10 @@ struct Fetch {
     /// The last key handed to the consumer (the continuation point after a compaction).
     last_key: Option<Vec<u8>>,
     limit: i64,
+    /// Re-size `limit` after every page (see [`next_adaptive_limit`]).
+    adaptive: bool,
+    /// Adaptive ceiling; lowered below a limit whose response was too large.
+    max_limit: i64,
     /// Pinned revision; 0 = take the latest with the first page.
     revision: i64,
 }
@@ -240,6 +297,13 @@ impl Fetch {
             };
             self.next_key = key_after(&last.key);
             self.last_key = Some(last.key.clone());
+            if self.adaptive {
+                let bytes: u64 = kvs
+                    .iter()
+                    .map(|kv| (kv.key.len() + kv.value.len()) as u64)
+                    .sum();
+                self.limit = next_adaptive_limit(self.limit, kvs.len(), bytes, self.max_limit);
+            }
             let page = Page {
                 kvs,
                 revision: self.revision,
@@ -279,6 +343,8 @@ impl Fetch {
             if message.contains("message length too large") && self.limit > 1 {
                 // A page of big values (up to 1.5 MiB each) exceeded the response limit.
                 self.limit = (self.limit / 2).max(1);
+                // Do not grow back into a size that was just refused.
+                self.max_limit = self.max_limit.min(self.limit);
                 continue;
             }
             let transient = matches!(
@@ -310,6 +376,23 @@ impl Fetch {
 enum PageError {
     Compacted,
     Etcd(etcd_client::Error),
+}
+
+/// The key limit for the next adaptive page, from the page just read (`keys` keys of `bytes`
+/// key+value bytes at limit `limit`): the count that would make [`ADAPTIVE_PAGE_BYTES`] at the
+/// observed average size, growing at most [`ADAPTIVE_GROWTH`]× per page, within `1..=max`.
+fn next_adaptive_limit(limit: i64, keys: usize, bytes: u64, max: i64) -> i64 {
+    let max = max.max(1);
+    let Ok(keys) = u64::try_from(keys) else {
+        return limit.clamp(1, max);
+    };
+    if keys == 0 {
+        return limit.clamp(1, max);
+    }
+    let avg = (bytes / keys).max(1);
+    let want = i64::try_from(ADAPTIVE_PAGE_BYTES / avg).unwrap_or(i64::MAX);
+    want.min(limit.saturating_mul(ADAPTIVE_GROWTH))
+        .clamp(1, max)
 }
 
 /// A range failure, with a permission-specific hint (the user is unknown here).
@@ -377,6 +460,22 @@ mod tests {
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
         assert_eq!(prefix_end(b""), vec![0]);
+    }
+
+    #[test]
+    fn adaptive_limit_grows_geometrically_to_the_byte_target() {
+        // 2 KiB objects: 4 MiB / 2 KiB = 2048 keys, reached from 500 in one ×4 step.
+        assert_eq!(next_adaptive_limit(500, 500, 500 * 2048, 10_000), 2000);
+        assert_eq!(next_adaptive_limit(2000, 2000, 2000 * 2048, 10_000), 2048);
+        // Tiny objects: grows ×4 per page up to the cap.
+        assert_eq!(next_adaptive_limit(500, 500, 500 * 100, 10_000), 2000);
+        assert_eq!(next_adaptive_limit(8000, 8000, 8000 * 100, 10_000), 10_000);
+        // Huge objects: shrinks at once, never below one key.
+        assert_eq!(next_adaptive_limit(500, 500, 500 * (1 << 20), 10_000), 4);
+        assert_eq!(next_adaptive_limit(4, 4, 4 * (3 << 20), 10_000), 1);
+        // A lowered ceiling (after a too-large response) holds.
+        assert_eq!(next_adaptive_limit(100, 100, 100 * 10, 150), 150);
+        assert_eq!(next_adaptive_limit(7, 0, 0, 10_000), 7);
     }
 
     #[test]
