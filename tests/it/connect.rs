@@ -131,6 +131,31 @@ async fn pagination_reads_every_key_once_in_order_at_one_revision() {
 }
 
 #[tokio::test]
+async fn adaptive_pages_grow_geometrically_and_read_every_key_once() {
+    use atrest::source::etcd::ADAPTIVE_START_KEYS;
+    let etcd = Etcd::start();
+    let loaded_rev = load(&etcd, 3000).await;
+    let client = connect(&opts_for(&etcd)).await.expect("connect");
+    let mut src = EtcdSource::with_page_size(
+        client,
+        vec![etcd.endpoint()],
+        b"/registry/".to_vec(),
+        None,
+        None,
+    );
+    let mut batches = Vec::new();
+    drain(&mut src, &mut batches).await;
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    let start = usize::try_from(ADAPTIVE_START_KEYS).expect("start");
+    // Tiny values: the byte target is far away, so the limit grows 4x per page.
+    assert_eq!(sizes.first(), Some(&start), "page sizes {sizes:?}");
+    assert_eq!(sizes.get(1), Some(&(start * 4)), "page sizes {sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 3000, "page sizes {sizes:?}");
+    assert_each_once_in_order(&batches, 0..3000);
+    assert_eq!(src.revision(), loaded_rev, "pinned across adaptive pages");
+}
+
+#[tokio::test]
 async fn compaction_during_scan_continues_at_fresh_revision_without_double_count() {
     let etcd = Etcd::start();
     let loaded_rev = load(&etcd, 1050).await;
