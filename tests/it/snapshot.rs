@@ -994,7 +994,8 @@ mod verify {
         for name in ["a", "b"] {
             let mut v = b"k8s\x00\x0a\x0c\x0a\x02v1\x12\x06Secret".to_vec();
             v.extend_from_slice(name.as_bytes());
-            etcd.put(format!("/registry/secrets/default/{name}"), v).await;
+            etcd.put(format!("/registry/secrets/default/{name}"), v)
+                .await;
         }
         let file = dir.path().join("plain.db");
         etcd.snapshot_save(&file);
