@@ -7,6 +7,7 @@ mod cli;
 
 fn main() -> ExitCode {
     install_panic_hook();
+    init_logging();
     match cli::run() {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -31,4 +32,17 @@ fn install_panic_hook() {
         );
         std::process::exit(i32::from(atrest::exit::ERROR));
     }));
+}
+
+/// Diagnostics go to stderr through `tracing`, at `warn` unless `RUST_LOG` says otherwise
+/// (e.g. `RUST_LOG=atrest=debug`). Nothing the library logs contains a value or key material.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
 }

@@ -51,14 +51,57 @@ impl Progress for NoProgress {}
 pub enum ScanError {
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The object sink failed (e.g. the spill file of a large report could not be written).
+    #[error("{0}")]
+    Sink(String),
 }
 
-/// Run a full scan of `source`.
+/// Where the records a report lists go, one by one in key order. [`run_scan`] keeps them in
+/// the report; the CLI can stream them to a file instead, so a report with a million findings
+/// costs no memory, or keep none at all (Prometheus needs only the counts).
+pub trait ObjectSink: Send {
+    fn push(&mut self, rec: ObjectRecord) -> Result<(), ScanError>;
+}
+
+/// Keeps every record (what [`run_scan`] uses).
+#[derive(Default)]
+pub struct VecSink(pub Vec<ObjectRecord>);
+impl ObjectSink for VecSink {
+    fn push(&mut self, rec: ObjectRecord) -> Result<(), ScanError> {
+        self.0.push(rec);
+        Ok(())
+    }
+}
+
+/// Counts only (the report's summary is all that is needed, e.g. for Prometheus).
+pub struct DiscardSink;
+impl ObjectSink for DiscardSink {
+    fn push(&mut self, _rec: ObjectRecord) -> Result<(), ScanError> {
+        Ok(())
+    }
+}
+
+/// Run a full scan of `source`; the report lists the kept objects.
 pub async fn run_scan(
     source: &mut dyn KvSource,
     classifier: &Classifier,
     opts: &ScanOptions,
     progress: &dyn Progress,
+) -> Result<ScanReport, ScanError> {
+    let mut sink = VecSink::default();
+    let mut report = run_scan_with_sink(source, classifier, opts, progress, &mut sink).await?;
+    report.objects = sink.0;
+    Ok(report)
+}
+
+/// Run a full scan of `source`, handing the objects the report lists to `sink` instead of
+/// keeping them (the report's `objects` stays empty; the summary counts everything).
+pub async fn run_scan_with_sink(
+    source: &mut dyn KvSource,
+    classifier: &Classifier,
+    opts: &ScanOptions,
+    progress: &dyn Progress,
+    sink: &mut dyn ObjectSink,
 ) -> Result<ScanReport, ScanError> {
     let started = time::OffsetDateTime::now_utc();
     let clock = Instant::now();
@@ -78,7 +121,9 @@ pub async fn run_scan(
         progress.advance(batch.len() as u64, batch_bytes(&batch));
         drop(batch);
         for rec in records {
-            agg.add(rec);
+            if let Some(kept) = agg.count(rec) {
+                sink.push(kept)?;
+            }
         }
         pending = next?;
     }
@@ -104,6 +149,7 @@ pub async fn run_scan(
     notes.extend(own_notes(classifier, opts));
 
     let (summary, objects) = agg.finish();
+    debug_assert!(objects.is_empty(), "records went to the sink");
     Ok(ScanReport {
         schema: SCAN_SCHEMA,
         source: source_info(source.kind(), revision),
@@ -274,6 +320,13 @@ impl Aggregator {
 
     /// Count a record, and keep it if the report lists it.
     pub fn add(&mut self, rec: ObjectRecord) {
+        if let Some(kept) = self.count(rec) {
+            self.objects.push(kept);
+        }
+    }
+
+    /// Count a record; hand it back if the report lists it (else it is dropped here).
+    pub fn count(&mut self, rec: ObjectRecord) -> Option<ObjectRecord> {
         self.total += 1;
         let status = rec.status;
         let keep = self.list_all || status != Status::Current;
@@ -287,8 +340,8 @@ impl Aggregator {
             if let Some(id) = &rec.kms_key_id {
                 self.count_kms_key_id(id.clone());
             }
-            self.count(key, status);
-            self.objects.push(rec);
+            self.count_cell(key, status);
+            Some(rec)
         } else {
             if let Some(id) = rec.kms_key_id {
                 self.count_kms_key_id(id);
@@ -299,11 +352,12 @@ impl Aggregator {
                 provider: rec.provider,
                 key_name: rec.key_name,
             };
-            self.count(key, status);
+            self.count_cell(key, status);
+            None
         }
     }
 
-    fn count(&mut self, key: CellKey, status: Status) {
+    fn count_cell(&mut self, key: CellKey, status: Status) {
         self.cells.entry(key).or_insert([0; Status::ALL.len()])[status.index()] += 1;
     }
 

@@ -24,9 +24,10 @@ pub enum RotateOutput {
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Exit codes: 0 every object in scope is current and nothing was skipped; 1 findings remain \
-(unknown-key or undecryptable objects left alone, stale/plaintext objects after the verification pass, or \
-with --dry-run: objects that would be rewritten); 2 the rotation could not do its job (bad flags or config, \
-etcd or KMS errors, a journal from another run, or interrupted by Ctrl-C: rerun the same command to resume)."
+(unknown-key, undecryptable or ambiguous-key objects left alone, keys that kept changing, stale/plaintext \
+objects after the verification pass, or with --dry-run: objects that would be rewritten); 2 the rotation could \
+not do its job (bad flags or config, a KMS v1 write target, etcd or KMS errors, a journal from another run or a \
+file that is not a journal, or interrupted by Ctrl-C: rerun the same command to resume)."
 )]
 pub struct RotateArgs {
     #[command(flatten)]
@@ -182,6 +183,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
 
     let skipped_now = summary.this_run.skipped_unknown_key
         + summary.this_run.skipped_undecryptable
+        + summary.this_run.skipped_ambiguous
         + summary.this_run.gave_up;
     let (report, code, result) = if summary.interrupted {
         (None, atrest::exit::ERROR, "interrupted")
@@ -243,9 +245,16 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
     }
     if summary.interrupted {
         eprintln!(
-            "Interrupted: {} batch(es) committed and journaled in {}; the journal is consistent.\nTo resume, run the same command again with the same --journal.",
+            "Interrupted: {} batch(es) committed and journaled in {}; the journal is consistent.\nTo resume, run the same command again with the same --journal:\n  {}",
             summary.batches,
-            summary.journal.as_deref().unwrap_or("(no journal)")
+            summary.journal.as_deref().unwrap_or("(no journal)"),
+            resume_command(std::env::args())
+        );
+    } else if summary.retry_needed {
+        eprintln!(
+            "{} key(s) kept changing during every retry and were left for now; the journal {} is not marked complete. Rerun the same command to examine the scope again and retry them.",
+            summary.this_run.gave_up,
+            summary.journal.as_deref().unwrap_or("")
         );
     } else if summary.already_complete {
         eprintln!(
@@ -254,6 +263,55 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(code)
+}
+
+/// The command line that resumes this run, with `--password` and the password part of
+/// `--user name:password` redacted, shell-quoted where needed.
+fn resume_command(args: impl Iterator<Item = String>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut redact_next: Option<&str> = None;
+    for a in args {
+        let shown = match redact_next.take() {
+            Some("--password") => "'<password>'".to_string(),
+            Some(_) => redact_user(&a),
+            None => {
+                if a == "--password" || a == "--user" {
+                    redact_next = Some(if a == "--password" {
+                        "--password"
+                    } else {
+                        "--user"
+                    });
+                    a.clone()
+                } else if a.starts_with("--password=") {
+                    "--password='<password>'".to_string()
+                } else if let Some(u) = a.strip_prefix("--user=") {
+                    format!("--user={}", redact_user(u))
+                } else {
+                    a.clone()
+                }
+            }
+        };
+        out.push(shell_quote(&shown));
+    }
+    out.join(" ")
+}
+
+fn redact_user(u: &str) -> String {
+    match u.split_once(':') {
+        Some((name, _)) => format!("{name}:<password>"),
+        None => u.to_string(),
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c) || c == '\'');
+    if safe || (s.starts_with('\'') && s.ends_with('\'')) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// Print to stdout; a closed pipe (`| head`) is not an error worth a message.
@@ -342,8 +400,8 @@ fn render_table(prefix: &str, resources: &[GroupResource], s: &RotateSummary) ->
     );
     let _ = writeln!(
         o,
-        "  skipped              {} unknown-key, {} undecryptable, {} still changing",
-        t.skipped_unknown_key, t.skipped_undecryptable, t.gave_up
+        "  skipped              {} unknown-key, {} undecryptable, {} ambiguous key, {} still changing",
+        t.skipped_unknown_key, t.skipped_undecryptable, t.skipped_ambiguous, t.gave_up
     );
     let _ = writeln!(
         o,
@@ -392,7 +450,8 @@ fn render_table(prefix: &str, resources: &[GroupResource], s: &RotateSummary) ->
         }
     }
     if !s.skipped.is_empty() {
-        let _ = writeln!(o, "\nLeft unchanged ({}):", s.skipped.len());
+        let total = s.skipped.len() as u64 + s.skipped_omitted;
+        let _ = writeln!(o, "\nLeft unchanged ({total}):");
         const SHOWN: usize = 50;
         for k in s.skipped.iter().take(SHOWN) {
             let _ = writeln!(
@@ -404,13 +463,42 @@ fn render_table(prefix: &str, resources: &[GroupResource], s: &RotateSummary) ->
                 k.detail.as_deref().unwrap_or("")
             );
         }
-        if s.skipped.len() > SHOWN {
-            let _ = writeln!(
-                o,
-                "  ... and {} more (-o json lists all)",
-                s.skipped.len() - SHOWN
-            );
+        if total > SHOWN as u64 {
+            let listed = if s.skipped_omitted > 0 {
+                format!("-o json lists the first {}", s.skipped.len())
+            } else {
+                "-o json lists all".to_string()
+            };
+            let _ = writeln!(o, "  ... and {} more ({listed})", total - SHOWN as u64);
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_command_redacts_passwords() {
+        let args = [
+            "atrest",
+            "rotate",
+            "--password",
+            "hunter2",
+            "--user=root:s3cret",
+            "--journal",
+            "/tmp/my journal",
+            "--password=topsecret",
+            "--user",
+            "admin:pw",
+        ]
+        .map(String::from);
+        let c = resume_command(args.into_iter());
+        assert!(!c.contains("hunter2") && !c.contains("s3cret"), "{c}");
+        assert!(!c.contains("topsecret") && !c.contains(":pw"), "{c}");
+        assert!(c.contains("--user=root:<password>"), "{c}");
+        assert!(c.contains("'/tmp/my journal'"), "{c}");
+        assert!(c.starts_with("atrest rotate --password"), "{c}");
+    }
 }

@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use atrest::classify::{Classifier, Status};
 use atrest::codec::chain::Transformers;
 use atrest::config::EncryptionConfig;
+use atrest::report::SpillSink;
 use atrest::resource::{DEFAULT_PREFIX, GroupResource};
-use atrest::scan::{ScanOptions, run_scan};
+use atrest::scan::{DiscardSink, ObjectSink, ScanOptions, run_scan_with_sink};
 use atrest::source::KvSource;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -138,25 +139,43 @@ async fn scan(
         config_path: config_path.as_ref().map(|p| p.display().to_string()),
         prefix,
     };
-    let report = run_scan(source.as_mut(), &classifier, &opts, &bar)
-        .await
-        .context("scan failed")?;
-    bar.finish();
-
     let format = a.output.unwrap_or(if std::io::stdout().is_terminal() {
         OutputFormat::Table
     } else {
         OutputFormat::Json
     });
-    let text = match format {
-        OutputFormat::Table => report.render_table(),
-        OutputFormat::Json => report.to_json(),
-        OutputFormat::Prometheus => report.render_prometheus(),
+    // The listed objects are streamed to a private temporary file as they are judged, so
+    // memory stays flat however many findings there are; Prometheus needs only the counts.
+    let mut spill = match format {
+        OutputFormat::Prometheus => None,
+        OutputFormat::Table | OutputFormat::Json => {
+            Some(SpillSink::new(atrest::report::TABLE_MAX_LISTED)?)
+        }
+    };
+    let mut discard = DiscardSink;
+    let sink: &mut dyn ObjectSink = match spill.as_mut() {
+        Some(s) => s,
+        None => &mut discard,
+    };
+    let report = run_scan_with_sink(source.as_mut(), &classifier, &opts, &bar, sink)
+        .await
+        .context("scan failed")?;
+    drop(source);
+    bar.finish();
+
+    let mut emit = |w: &mut dyn Write| -> std::io::Result<()> {
+        match (format, spill.as_mut()) {
+            (OutputFormat::Json, Some(s)) => s.write_json(&report, w),
+            (OutputFormat::Table, Some(s)) => w.write_all(s.render_table(&report).as_bytes()),
+            (OutputFormat::Json, None) => report.write_json(w),
+            (OutputFormat::Table, None) => w.write_all(report.render_table().as_bytes()),
+            (OutputFormat::Prometheus, _) => w.write_all(report.render_prometheus().as_bytes()),
+        }
     };
     if let Some(path) = &a.output_file {
-        write_atomically(path, text.as_bytes())?;
+        write_atomically(path, &mut emit)?;
     }
-    print_stdout(&text)?;
+    print_stdout(&mut emit)?;
     Ok(if report.has_findings(&fail_on) {
         atrest::exit::FINDINGS
     } else {
@@ -331,17 +350,19 @@ fn parse_resources(list: &[String]) -> anyhow::Result<Vec<GroupResource>> {
     Ok(out)
 }
 
+type Emit<'a> = dyn FnMut(&mut dyn Write) -> std::io::Result<()> + 'a;
+
 /// Print the report; a closed pipe (`| head`) is not an error worth a message.
-fn print_stdout(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+fn print_stdout(emit: &mut Emit<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match emit(&mut out).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context("cannot write the report to stdout"),
     }
 }
 
 /// Write next to `path` then rename, so a collector never reads a half-written file.
-fn write_atomically(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+fn write_atomically(path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -354,7 +375,15 @@ fn write_atomically(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let written = std::fs::File::create(&tmp).and_then(|f| {
+        let mut w = std::io::BufWriter::new(f);
+        emit(&mut w)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+    }
     std::fs::rename(&tmp, path).with_context(|| {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot rename {} to {}", tmp.display(), path.display())

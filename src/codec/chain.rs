@@ -402,8 +402,10 @@ pub struct ReadOutcome {
     pub name: Option<String>,
     pub kms_v2: Option<EncryptedObjectInfo>,
     /// The plaintext came out of a decryption with no MAC (aescbc, or KMS v1's pre-1.25 CBC
-    /// fallback): a wrong key passes the padding check about once in 256 tries, so the bytes
-    /// are right only if this entry really wrote the value.
+    /// fallback, taken when GCM fails): a wrong key, or for KMS v1 a tampered or moved GCM
+    /// value, passes the padding check about once in 256 tries, so the bytes are right only if
+    /// this entry really wrote the value this way. Rewriters should at least check the
+    /// plaintext looks like a Kubernetes object before re-encrypting it.
     pub unauthenticated: bool,
     /// `unauthenticated` and another entry's prefix also matches the value
     /// ([`Chain::is_ambiguous`]): this entry may have "decrypted" a value another key wrote,

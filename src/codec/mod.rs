@@ -271,6 +271,23 @@ pub(crate) mod test_util {
         }
     }
 
+    /// Fails to compile if a crypto crate loses its `zeroize` feature: key schedules and
+    /// hash states holding key material must wipe themselves on drop. (crypto_secretbox wipes
+    /// its key unconditionally; SecretBytes wraps `Zeroizing`.)
+    #[test]
+    fn key_holding_types_zeroize_on_drop() {
+        use aes::{Aes128, Aes192, Aes256};
+        use aes_gcm::AesGcm;
+        use aes_gcm::aead::consts::U12;
+        fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wipes_on_drop::<AesGcm<Aes128, U12>>();
+        wipes_on_drop::<AesGcm<Aes192, U12>>();
+        wipes_on_drop::<AesGcm<Aes256, U12>>();
+        wipes_on_drop::<cbc::Decryptor<Aes256>>();
+        wipes_on_drop::<cbc::Encryptor<Aes128>>();
+        wipes_on_drop::<sha2::Sha256>();
+    }
+
     #[test]
     fn failure_message_hides_the_bytes() {
         let r = std::panic::catch_unwind(|| assert_same_secret(b"hunter2-secret", b"other"));

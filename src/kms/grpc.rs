@@ -711,6 +711,21 @@ mod tests {
     }
 
     #[test]
+    fn deadline_statuses() {
+        assert!(is_deadline(&Status::deadline_exceeded("x")));
+        assert!(is_deadline(&Status::cancelled("Timeout expired")));
+        assert!(!is_deadline(&Status::cancelled("client went away")));
+        assert!(!is_deadline(&Status::internal("boom")));
+    }
+
+    #[test]
+    fn memo_key_separates_key_id_and_ciphertext() {
+        assert_ne!(memo_key("ab", b"c"), memo_key("a", b"bc"));
+        assert_ne!(memo_key("k", b"c1"), memo_key("k", b"c2"));
+        assert_eq!(memo_key("k", b"c"), memo_key("k", b"c"));
+    }
+
+    #[test]
     fn key_id_bounds() {
         assert!(validate_key_id("").is_err());
         assert!(validate_key_id("k").is_ok());

@@ -19,6 +19,28 @@ pub(super) fn render(report: &ScanReport) -> String {
     }
 }
 
+/// One object as it appears inside the document's `objects` array (pretty, indented 4).
+pub(super) fn object_fragment(rec: &crate::classify::ObjectRecord) -> String {
+    let text = serde_json::to_string_pretty(rec).unwrap_or_else(|_| "{}".to_string());
+    let mut out = String::with_capacity(text.len() + 64);
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str("    ");
+        out.push_str(line);
+    }
+    out
+}
+
+/// The rendered document with an empty `objects` list, split around that `[]`.
+pub(super) fn split_at_objects(doc: &str) -> Option<(&str, &str)> {
+    const MARK: &str = "\n  \"objects\": []";
+    let at = doc.find(MARK)?;
+    let head_end = at + MARK.len() - 2;
+    Some((&doc[..head_end], &doc[head_end + 2..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testutil;

@@ -6,13 +6,19 @@
 //! may be added, never renamed or removed.
 mod json;
 mod prometheus;
+mod spill;
 mod table;
+
+pub use spill::SpillSink;
 
 use crate::classify::{ObjectRecord, Status};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub const SCAN_SCHEMA: &str = "atrest.scan/v1";
+
+/// Objects the terminal table lists before pointing at `-o json` for the rest.
+pub const TABLE_MAX_LISTED: usize = 1000;
 
 /// The `resource` label of keys that are not API objects (`compact_rev_key`, `health`, ...).
 pub const NON_OBJECT_RESOURCE: &str = "(non-object)";
@@ -123,7 +129,11 @@ impl ScanReport {
     }
     /// Human table: summary by resource × provider/key × status, then the findings.
     pub fn render_table(&self) -> String {
-        table::render(self)
+        table::render_with(self, &self.objects, self.objects.len() as u64)
+    }
+    /// Write the JSON document (no intermediate copy of the whole text is kept by callers).
+    pub fn write_json(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(self.to_json().as_bytes())
     }
     /// Prometheus text exposition format.
     pub fn render_prometheus(&self) -> String {

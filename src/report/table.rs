@@ -2,19 +2,21 @@
 //! status summary, then the listed objects (findings by default), notes and history residue.
 //! Columns are sized to their content but capped, so it stays readable at 80–120 columns.
 use super::ScanReport;
-use crate::classify::Status;
+use crate::classify::{ObjectRecord, Status};
 use std::fmt::Write as _;
 
 /// Objects listed in the terminal before pointing at `-o json` for the rest.
-const MAX_LISTED: usize = 1000;
+const MAX_LISTED: usize = super::TABLE_MAX_LISTED;
 /// Widest a summary column gets before it is shortened with `…`.
 const MAX_COL: usize = 40;
 
-pub(super) fn render(r: &ScanReport) -> String {
+/// `listed` are the first objects of the report's list, `total` how many it has in all (the
+/// rest may have been streamed elsewhere).
+pub(super) fn render_with(r: &ScanReport, listed: &[ObjectRecord], total: u64) -> String {
     let mut out = String::new();
     header(r, &mut out);
     summary(r, &mut out);
-    objects(r, &mut out);
+    objects(r, listed, total, &mut out);
     history(r, &mut out);
     notes(r, &mut out);
     out
@@ -97,27 +99,26 @@ fn summary(r: &ScanReport, out: &mut String) {
     }
 }
 
-fn objects(r: &ScanReport, out: &mut String) {
-    let all_listed = r.objects.len() as u64 == r.summary.objects && r.summary.objects > 0;
+fn objects(r: &ScanReport, listed: &[ObjectRecord], total: u64, out: &mut String) {
+    let all_listed = total == r.summary.objects && r.summary.objects > 0;
     let title = if all_listed && r.summary.findings < r.summary.objects {
         "Objects"
     } else {
         "Findings"
     };
-    if r.objects.is_empty() {
+    if total == 0 {
         let _ = writeln!(out, "\nNo findings.");
         return;
     }
-    let _ = writeln!(out, "\n{title} ({}):", r.objects.len());
+    let _ = writeln!(out, "\n{title} ({total}):");
+    let shown = &listed[..listed.len().min(MAX_LISTED)];
     let status_w = Status::ALL
         .iter()
         .map(|s| s.as_str().len())
         .max()
         .unwrap_or(0);
-    let pk_w = r
-        .objects
+    let pk_w = shown
         .iter()
-        .take(MAX_LISTED)
         .map(|o| o.provider_key().chars().count())
         .max()
         .unwrap_or(0)
@@ -127,7 +128,7 @@ fn objects(r: &ScanReport, out: &mut String) {
         "{:<status_w$}  {:<pk_w$}  {:>9}  KEY",
         "STATUS", "PROVIDER/KEY", "REVISION"
     );
-    for o in r.objects.iter().take(MAX_LISTED) {
+    for o in shown {
         let _ = writeln!(
             out,
             "{:<status_w$}  {:<pk_w$}  {:>9}  {}",
@@ -140,12 +141,9 @@ fn objects(r: &ScanReport, out: &mut String) {
             let _ = writeln!(out, "{:status_w$}  └ {d}", "");
         }
     }
-    if r.objects.len() > MAX_LISTED {
-        let _ = writeln!(
-            out,
-            "... and {} more (use -o json for the full list)",
-            r.objects.len() - MAX_LISTED
-        );
+    let rest = total.saturating_sub(shown.len() as u64);
+    if rest > 0 {
+        let _ = writeln!(out, "... and {rest} more (use -o json for the full list)");
     }
 }
 

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use writer::{CommitLimits, Prep};
+use zeroize::Zeroize;
 
 /// The `-o json` schema of `atrest rotate`.
 pub const ROTATE_SCHEMA: &str = "atrest.rotate/v1";
@@ -114,8 +115,14 @@ pub struct RotateSummary {
     pub all_runs: Totals,
     /// Rewrites by resource and provider/key (dry run: what would be rewritten).
     pub plan: Vec<PlanRow>,
-    /// Every key left alone (this and earlier runs): unknown-key, undecryptable, gave-up.
+    /// Keys left alone (this and earlier runs): unknown-key, undecryptable, ambiguous,
+    /// gave-up. Only the first [`journal::SKIPPED_KEPT`]; the counts in `all_runs` are exact.
     pub skipped: Vec<SkippedKey>,
+    /// Skipped keys not listed in `skipped` (over the cap).
+    pub skipped_omitted: u64,
+    /// This pass reached the end but some keys kept changing ("gave up"): the journal is not
+    /// marked complete, and rerunning the same command examines the scope again to retry them.
+    pub retry_needed: bool,
     /// Batches journaled by this run.
     pub batches: u64,
     /// etcd revision of the last commit (or of the read, when nothing was written).
@@ -162,49 +169,72 @@ pub enum RotateError {
     Internal(String),
 }
 
-/// `/registry` → `/registry/` (kube-apiserver's cleaned prefix with a trailing slash).
+/// `/registry` → `/registry/`, `/` → `/`: the shared [`resource::storage_key_prefix`]
+/// (kube-apiserver's cleaned prefix with a trailing slash), as bytes for range requests.
 pub fn key_prefix(prefix: &str) -> Vec<u8> {
-    let trimmed = prefix.trim_end_matches('/');
-    let mut p = if trimmed.starts_with('/') {
-        trimmed.to_string()
-    } else {
-        format!("/{trimmed}")
-    };
-    p.push('/');
-    p.into_bytes()
+    resource::storage_key_prefix(prefix).into_bytes()
 }
 
-/// The writer fingerprint of every chain in scope: each `--resource`, or (without a filter)
-/// every resource string of every rule plus the no-rule identity default.
-pub fn target_fingerprints(
+/// The chains in scope: each `--resource`, or (without a filter) every resource string of
+/// every rule plus the no-rule identity default, by label.
+fn chains_in_scope<'t>(
     config: &EncryptionConfig,
-    transformers: &Transformers,
+    transformers: &'t Transformers,
     resources: &[GroupResource],
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+) -> Vec<(String, &'t crate::codec::chain::Chain)> {
+    let mut out = Vec::new();
     if resources.is_empty() {
         for rule in &config.rules {
             for r in &rule.resources {
                 let gr = GroupResource::parse(r);
-                out.insert(
-                    r.clone(),
-                    transformers.chain_for(Some(&gr)).writer_fingerprint(),
-                );
+                out.push((r.clone(), transformers.chain_for(Some(&gr))));
             }
         }
-        out.insert(
-            "(no rule)".to_string(),
-            transformers.chain_for(None).writer_fingerprint(),
-        );
+        out.push(("(no rule)".to_string(), transformers.chain_for(None)));
     } else {
         for gr in resources {
-            out.insert(
-                gr.to_string(),
-                transformers.chain_for(Some(gr)).writer_fingerprint(),
-            );
+            out.push((gr.to_string(), transformers.chain_for(Some(gr))));
         }
     }
     out
+}
+
+/// Refuse up front (before the journal exists, nothing written) when an in-scope chain's
+/// writer is KMS v1: atrest never writes KMS v1.
+pub fn check_writers(
+    config: &EncryptionConfig,
+    transformers: &Transformers,
+    resources: &[GroupResource],
+) -> Result<(), RotateError> {
+    for (label, chain) in chains_in_scope(config, transformers, resources) {
+        if chain.writer().0 == crate::codec::ProviderKind::KmsV1 {
+            return Err(RotateError::KmsV1Target {
+                resource: label,
+                to: writer::target_label(chain),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The writer fingerprint of every chain in scope (see [`chains_in_scope`]), salted with the
+/// journal's salt. `None` only to compare with a journal written before salts existed.
+pub fn target_fingerprints(
+    config: &EncryptionConfig,
+    transformers: &Transformers,
+    resources: &[GroupResource],
+    salt: Option<&[u8]>,
+) -> BTreeMap<String, String> {
+    chains_in_scope(config, transformers, resources)
+        .into_iter()
+        .map(|(label, chain)| {
+            let fp = match salt {
+                Some(s) => chain.writer_fingerprint_salted(s),
+                None => chain.writer_fingerprint(),
+            };
+            (label, fp)
+        })
+        .collect()
 }
 
 /// The journal header for this run.
@@ -212,15 +242,19 @@ pub fn journal_header(opts: &RotateOptions, targets: BTreeMap<String, String>) -
     let mut resources: Vec<String> = opts.resources.iter().map(|g| g.to_string()).collect();
     resources.sort();
     resources.dedup();
-    // `/registry`, `/registry/` and `registry` are the same storage prefix.
-    let p = key_prefix(&opts.prefix);
-    let prefix = String::from_utf8_lossy(p.strip_suffix(b"/").unwrap_or(&p)).into_owned();
+    // `/registry`, `/registry/` and `registry` are the same storage prefix (`/` stays `/`).
+    let p = resource::storage_key_prefix(&opts.prefix);
+    let prefix = match p.strip_suffix('/') {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => p.clone(),
+    };
     JournalHeader {
         schema: journal::JOURNAL_SCHEMA.to_string(),
         prefix,
         resources,
         targets,
         config: opts.config_path.clone(),
+        salt: String::new(),
         started_at: journal::now_rfc3339(),
         atrest_version: env!("CARGO_PKG_VERSION").to_string(),
     }
@@ -246,13 +280,23 @@ pub async fn run_rotate(
 ) -> Result<RotateSummary, RotateError> {
     let started = Instant::now();
     let started_at = journal::now_rfc3339();
-    let targets = target_fingerprints(config, &transformers, &opts.resources);
-    let header = journal_header(opts, targets.clone());
-
+    // Before the journal exists: a refused target must leave nothing behind.
+    check_writers(config, &transformers, &opts.resources)?;
+    let mut targets = BTreeMap::new();
     let (mut journal, state) = match (&opts.journal, opts.dry_run) {
-        (_, true) => (None, JournalState::default()),
+        (_, true) => {
+            // Nothing is stored: show fingerprints under a throwaway random salt.
+            let mut salt = [0u8; 16];
+            getrandom::fill(&mut salt)
+                .map_err(|e| RotateError::Internal(format!("random salt: {e}")))?;
+            targets = target_fingerprints(config, &transformers, &opts.resources, Some(&salt));
+            (None, JournalState::default())
+        }
         (Some(p), false) => {
-            let (j, s) = Journal::open(p, &header)?;
+            let (j, s) = Journal::open(p, |salt| {
+                targets = target_fingerprints(config, &transformers, &opts.resources, salt);
+                journal_header(opts, targets.clone())
+            })?;
             (Some(j), s)
         }
         (None, false) => {
@@ -276,6 +320,8 @@ pub async fn run_rotate(
         all_runs: state.totals.clone(),
         plan: Vec::new(),
         skipped: state.skipped.clone(),
+        skipped_omitted: state.skipped_omitted,
+        retry_needed: false,
         batches: 0,
         revision: 0,
         targets,
@@ -356,14 +402,22 @@ pub async fn run_rotate(
                 break;
             }
         };
-        for kv in page {
+        // Values may be plaintext (identity): those not handed on as work are wiped here;
+        // work items wipe theirs on drop.
+        for mut kv in page {
             let gr = resource::parse_key(&prefix, &kv.key).gr;
             if !opts.resources.is_empty()
                 && !gr.as_ref().is_some_and(|g| opts.resources.contains(g))
             {
+                kv.value.zeroize();
                 continue;
             }
-            let closed = match plan::decide(&transformers.chain_for(gr.as_ref()).identify(&kv.value)) {
+            let decision = plan::decide(&transformers.chain_for(gr.as_ref()).identify(&kv.value));
+            if !matches!(decision, Decision::Rewrite | Decision::EncryptPlaintext) {
+                // Only the length (bytes examined) is needed from here on: wipe, keep the length.
+                kv.value.as_mut_slice().zeroize();
+            }
+            let closed = match decision {
                 Decision::Current => builder.push_current(&kv),
                 Decision::UnknownKey { from } => builder.push_skipped(
                     &kv,
@@ -425,10 +479,17 @@ pub async fn run_rotate(
         summary.revision = read_revision;
     }
     summary.interrupted = opts.stop.load(Ordering::SeqCst);
+    // Keys skipped as unknown-key/undecryptable/ambiguous cannot be fixed by retrying: a
+    // pass with only those is complete. Gave-up keys can: the next run starts over for them.
+    summary.retry_needed = !summary.interrupted && summary.this_run.gave_up > 0;
     if !summary.interrupted
         && let Some(j) = journal.as_mut()
     {
-        j.record_complete(&summary.all_runs)?;
+        if summary.retry_needed {
+            j.record_restart(summary.this_run.gave_up)?;
+        } else {
+            j.record_complete(&summary.all_runs)?;
+        }
     }
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     summary.objects_per_second = if summary.elapsed_seconds > 0.0 {
@@ -532,7 +593,8 @@ impl Engine<'_> {
                 self.summary.batches += 1;
                 self.summary.this_run.add(&u.counts);
                 self.summary.all_runs.add(&u.counts);
-                self.summary.skipped.extend(u.skipped);
+                self.summary.skipped_omitted +=
+                    journal::push_capped(&mut self.summary.skipped, u.skipped);
                 self.summary.revision = self.summary.revision.max(u.revision);
                 for (k, n) in u.plan {
                     *self.plan.entry(k).or_default() += n;
@@ -576,11 +638,7 @@ async fn process_unit(
                     .or_default() += 1;
             }
             Prep::Skip(s) => {
-                if s.status == "unknown-key" {
-                    counts.skipped_unknown_key += 1;
-                } else {
-                    counts.skipped_undecryptable += 1;
-                }
+                counts.count_skip(&s);
                 skipped.push(s);
             }
         }
@@ -640,6 +698,29 @@ mod tests {
         assert_eq!(key_prefix("/registry/"), b"/registry/");
         assert_eq!(key_prefix("registry"), b"/registry/");
         assert_eq!(key_prefix("/a/b//"), b"/a/b/");
+        // Review: `--prefix /` used to become `//`.
+        assert_eq!(key_prefix("/"), b"/");
+        assert_eq!(key_prefix("//"), b"/");
+        assert_eq!(key_prefix("/custom/prefix"), b"/custom/prefix/");
+    }
+
+    #[test]
+    fn journal_header_prefix_is_cleaned() {
+        for (given, want) in [
+            ("/", "/"),
+            ("/registry/", "/registry"),
+            ("registry", "/registry"),
+        ] {
+            let opts = RotateOptions {
+                prefix: given.into(),
+                ..RotateOptions::default()
+            };
+            assert_eq!(
+                journal_header(&opts, BTreeMap::new()).prefix,
+                want,
+                "{given}"
+            );
+        }
     }
 
     #[test]

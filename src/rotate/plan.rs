@@ -38,9 +38,14 @@ pub fn decide(id: &Identified) -> Decision {
             identity_index: None,
         } => Decision::EncryptPlaintext,
         Identified::Matched {
-            index, stale_hint, ..
+            index,
+            stale_hint,
+            ambiguous,
+            ..
         } => {
-            if *index == 0 && !*stale_hint {
+            // Overlapping prefixes (spec §8 trap 3): the prefix does not say which key wrote
+            // the value; only a read does (the writer re-checks staleness after decrypting).
+            if *index == 0 && !*stale_hint && !*ambiguous {
                 Decision::Current
             } else {
                 Decision::Rewrite
@@ -71,11 +76,18 @@ pub fn from_label(id: &Identified) -> String {
     }
 }
 
-/// One object that needs a rewrite, as read.
+/// One object that needs a rewrite, as read. The value may be plaintext (identity): it is
+/// wiped when the item is dropped.
 #[derive(Debug, Clone)]
 pub struct WorkItem {
     pub kv: RawKv,
     pub gr: Option<GroupResource>,
+}
+
+impl Drop for WorkItem {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.kv.value);
+    }
 }
 
 /// A contiguous run of examined keys and the rewrites among them.
@@ -108,10 +120,10 @@ pub struct Limits {
 /// encrypted (IV/nonce/tag/prefix, KMS v2's EncryptedObject with its encrypted seed).
 pub const OP_OVERHEAD: usize = 1024;
 
-/// Bytes one rewrite adds to a transaction request: the key twice (compare and put), the new
-/// value (estimated from the old one), framing.
+/// Bytes one rewrite adds to a transaction request: the key three times (the compare, the
+/// put and the `or_else` get), the new value (estimated from the old one), framing.
 pub fn op_bytes(kv: &RawKv) -> usize {
-    kv.key.len().saturating_mul(2) + kv.value.len() + OP_OVERHEAD
+    kv.key.len().saturating_mul(3) + kv.value.len() + OP_OVERHEAD
 }
 
 /// Accumulates examined objects into [`Unit`]s.
@@ -213,7 +225,8 @@ pub fn split_by_size(
     let mut start = 0usize;
     let mut bytes = 0usize;
     for (i, &(k, v)) in sizes.iter().enumerate() {
-        let b = k.saturating_mul(2) + v + 64;
+        // The key travels three times: compare, put, `or_else` get.
+        let b = k.saturating_mul(3) + v + 64;
         if i > start && (i - start >= max_ops || bytes + b > max_bytes) {
             out.push(start..i);
             start = i;
@@ -290,7 +303,29 @@ mod tests {
             }
         );
         assert_eq!(from_label(&m(1, true)), "aescbc/k1");
+        // Review: an ambiguous match at entry 0 must be read, not trusted as current.
+        let amb = Identified::Matched {
+            index: 0,
+            provider: ProviderKind::AesCbc,
+            name: Some("k1".into()),
+            kms_v2: None,
+            stale_hint: false,
+            ambiguous: true,
+        };
+        assert_eq!(decide(&amb), Decision::Rewrite);
         assert_eq!(label(Some(ProviderKind::KmsV2), Some("p")), "kms/p");
+    }
+
+    /// Review: the txn carries the key three times (compare, put, or_else get).
+    #[test]
+    fn byte_budget_counts_the_key_three_times() {
+        let k = kv(&"k".repeat(1000), 10);
+        assert_eq!(op_bytes(&k), 3000 + 10 + OP_OVERHEAD);
+        // Two puts of (key 1000, value 0) cost 2 * (3000 + 64): a 6100-byte budget holds one.
+        let split = split_by_size(&[(1000, 0), (1000, 0)], 10, 6100);
+        assert_eq!(split, vec![0..1, 1..2]);
+        let split = split_by_size(&[(1000, 0), (1000, 0)], 10, 6128);
+        assert_eq!(split, vec![0..2]);
     }
 
     #[test]
@@ -331,8 +366,9 @@ mod tests {
             max_examined: 100,
         });
         let mut units = Vec::new();
+        // Key 2 bytes, three times (compare, put, get): 6 + 994 = 1000 per op plus overhead.
         for i in 0..5 {
-            if let Some(u) = b.push_work(item(&format!("/{i}"), 1000 - 4)) {
+            if let Some(u) = b.push_work(item(&format!("/{i}"), 1000 - 6)) {
                 units.push(u);
             }
         }

@@ -21,14 +21,21 @@ use crate::source::RawKv;
 use etcd_client::{Compare, CompareOp, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
+use zeroize::{Zeroize, Zeroizing};
 
 /// A value ready to be committed.
+///
+/// `new_value` is plaintext when the target is identity (decryption), so it lives in
+/// [`Zeroizing`] and is wiped when the item is committed or dropped. The one copy we cannot
+/// wipe is the one handed to etcd-client's `TxnOp::put` (it takes an owned `Vec` and keeps it
+/// in its protobuf request until the request is dropped); it is built per attempt and dropped
+/// right after, so at most one such copy per value exists at a time.
 #[derive(Clone)]
 pub struct Prepared {
     pub key: Vec<u8>,
     /// The mod_revision the value was read at (the compare).
     pub mod_revision: i64,
-    pub new_value: Vec<u8>,
+    pub new_value: Zeroizing<Vec<u8>>,
     pub gr: Option<GroupResource>,
     pub from: String,
 }
@@ -101,7 +108,23 @@ pub async fn prepare(
         }
         Decision::EncryptPlaintext => (SecretBytes::from_slice(&kv.value), plan::from_label(&id)),
         Decision::Rewrite => match chain.read(&kv.key, &kv.value).await {
+            // Decided by decrypting (for an ambiguous prefix the read is what tells which
+            // entry opens it): not stale = written by the writer. Left untouched, as
+            // kube-apiserver would serve it.
             Ok(out) if !out.stale => return Ok(Prep::Current),
+            // aescbc has no MAC: with another key's prefix matching too, this "success" may be
+            // garbage from the wrong key (p ≈ 1/256). Never rewrite it.
+            Ok(out) if out.unauthenticated_overlap => {
+                let name = out.name.as_deref().unwrap_or("?");
+                return Ok(Prep::Skip(SkippedKey {
+                    key: key_text(&kv.key),
+                    status: "ambiguous".into(),
+                    from: Some(plan::label(Some(out.provider), out.name.as_deref())),
+                    detail: Some(format!(
+                        "read through aescbc key {name} whose prefix overlaps another key's: atrest cannot tell which key wrote it; rename the keys"
+                    )),
+                }));
+            }
             Ok(out) => (
                 out.plaintext,
                 plan::label(Some(out.provider), out.name.as_deref()),
@@ -134,6 +157,7 @@ pub async fn prepare(
     let new_value = chain
         .write(&kv.key, plaintext.expose())
         .await
+        .map(Zeroizing::new)
         .map_err(|e| RotateError::Encrypt {
             key: key_text(&kv.key),
             resource: resource_label(gr),
@@ -301,28 +325,33 @@ async fn commit_chunk(
         .iter()
         .map(|p| Compare::mod_revision(p.key.clone(), CompareOp::Equal, p.mod_revision))
         .collect();
-    let puts: Vec<TxnOp> = chunk
-        .iter()
-        .map(|p| {
-            TxnOp::put(
-                p.key.clone(),
-                p.new_value.clone(),
-                Some(PutOptions::new().with_ignore_lease()),
-            )
-        })
-        .collect();
-    let gets: Vec<TxnOp> = chunk
-        .iter()
-        .map(|p| TxnOp::get(p.key.clone(), None))
-        .collect();
-    let txn = Txn::new().when(compares).and_then(puts).or_else(gets);
+    // Built per attempt (not cloned up front): the put's value copy lives in etcd-client's
+    // request, which we cannot wipe, so keep just one alive at a time.
+    let build = || {
+        let compares: Vec<Compare> = compares.clone();
+        let puts: Vec<TxnOp> = chunk
+            .iter()
+            .map(|p| {
+                TxnOp::put(
+                    p.key.clone(),
+                    p.new_value.to_vec(),
+                    Some(PutOptions::new().with_ignore_lease()),
+                )
+            })
+            .collect();
+        let gets: Vec<TxnOp> = chunk
+            .iter()
+            .map(|p| TxnOp::get(p.key.clone(), None))
+            .collect();
+        Txn::new().when(compares).and_then(puts).or_else(gets)
+    };
     let attempts = limits.transport_attempts.max(1);
     let mut last = None;
     for attempt in 0..attempts {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
         }
-        match tokio::time::timeout(limits.command_timeout, kv.txn(txn.clone())).await {
+        match tokio::time::timeout(limits.command_timeout, kv.txn(build())).await {
             Ok(Ok(r)) => return Ok(r),
             Ok(Err(e)) if is_size_refusal(&e) => return Err(e),
             Ok(Err(e)) => last = Some(e),
@@ -360,7 +389,7 @@ async fn resolve_conflict(
         });
     }
     for (p, r) in chunk.into_iter().zip(responses) {
-        let now = match r {
+        let mut now = match r {
             TxnOpResponse::Get(g) => g.kvs().first().map(|k| RawKv {
                 key: k.key().to_vec(),
                 value: k.value().to_vec(),
@@ -371,27 +400,43 @@ async fn resolve_conflict(
             }),
             _ => None,
         };
-        match now {
+        let step = match &now {
             // Deleted since we read it: never recreate.
-            None => out.counts.vanished += 1,
+            None => {
+                out.counts.vanished += 1;
+                Ok(())
+            }
             // Untouched: another key of the batch made the compare fail; retry as prepared.
-            Some(k) if k.mod_revision == p.mod_revision => retry.push(p),
+            Some(k) if k.mod_revision == p.mod_revision => {
+                retry.push(p);
+                Ok(())
+            }
             Some(k) => {
                 out.counts.conflicts_retried += 1;
-                match prepare(transformers, p.gr.as_ref(), &k, false).await? {
-                    Prep::Current => out.counts.resolved_concurrently += 1,
-                    Prep::Rewrite(np) => retry.push(np),
-                    Prep::Skip(s) => {
-                        match s.status.as_str() {
-                            "unknown-key" => out.counts.skipped_unknown_key += 1,
-                            _ => out.counts.skipped_undecryptable += 1,
-                        }
-                        out.skipped.push(s);
+                match prepare(transformers, p.gr.as_ref(), k, false).await {
+                    Ok(Prep::Current) => {
+                        out.counts.resolved_concurrently += 1;
+                        Ok(())
                     }
-                    Prep::WouldRewrite { .. } => {}
+                    Ok(Prep::Rewrite(np)) => {
+                        retry.push(np);
+                        Ok(())
+                    }
+                    Ok(Prep::Skip(s)) => {
+                        out.counts.count_skip(&s);
+                        out.skipped.push(s);
+                        Ok(())
+                    }
+                    Ok(Prep::WouldRewrite { .. }) => Ok(()),
+                    Err(e) => Err(e),
                 }
             }
+        };
+        // The re-read value may be plaintext (identity): wipe it.
+        if let Some(k) = now.as_mut() {
+            k.value.zeroize();
         }
+        step?;
     }
     Ok(())
 }
@@ -413,7 +458,7 @@ mod tests {
         let p = Prepared {
             key: b"/registry/secrets/a/b".to_vec(),
             mod_revision: 3,
-            new_value: b"TOPSECRETVALUE".to_vec(),
+            new_value: Zeroizing::new(b"TOPSECRETVALUE".to_vec()),
             gr: None,
             from: "identity".into(),
         };

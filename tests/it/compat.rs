@@ -62,6 +62,13 @@ struct Manifest {
     live_key_count: usize,
     keys: Vec<ManifestKey>,
     historical_revisions: Vec<HistoricalRevision>,
+    deleted_keys: Vec<DeletedKey>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeletedKey {
+    key: String,
+    delete_revision: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,7 +323,7 @@ fn expected_status(
 // The environment: two real KMS plugins started as scripts/demo starts them, and the config.
 
 struct Env {
-    _v2: KmsPlugin,
+    v2: KmsPlugin,
     _v1: KmsPlugin,
     /// Holds the sockets and the config (removed on Drop, after the plugins are killed).
     dir: tempfile::TempDir,
@@ -377,7 +384,7 @@ fn start_env() -> Env {
     let config = dir.path().join("encryption-config.yaml");
     std::fs::write(&config, &text).expect("write config");
     Env {
-        _v2: v2,
+        v2,
         _v1: v1,
         dir,
         config,
@@ -515,6 +522,66 @@ fn assert_summary_consistent(prefix: &str, report: &Value, objects: &[Value]) {
     assert_eq!(breakdown, total, "{prefix}: breakdown sum");
 }
 
+/// `-o prometheus` of the same scan carries the expected per-status counts and totals.
+fn assert_prometheus_counts(
+    env: &Env,
+    prefix: &str,
+    want_counts: &BTreeMap<String, u64>,
+    want_code: i32,
+) {
+    let snap = snapshot_path().display().to_string();
+    let config = env.config.display().to_string();
+    let args = [
+        "scan",
+        "--snapshot",
+        &snap,
+        "--encryption-provider-config",
+        &config,
+        "--prefix",
+        prefix,
+        "--verify",
+        "-o",
+        "prometheus",
+        "--no-progress",
+    ];
+    let (code, stdout, stderr) = run_atrest(&args, None);
+    assert_eq!(
+        code, want_code,
+        "prometheus scan exit code; stderr:\n{stderr}"
+    );
+    let text = String::from_utf8(stdout).expect("prometheus text is UTF-8");
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cells = 0u64;
+    let mut scan_objects = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let n: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad sample: {line}"));
+        if let Some(status) = series
+            .strip_prefix("atrest_objects_by_status{status=\"")
+            .and_then(|r| r.strip_suffix("\"}"))
+        {
+            if n > 0.0 {
+                by_status.insert(status.to_string(), n as u64);
+            }
+        } else if series.starts_with("atrest_objects{") {
+            cells += n as u64;
+        } else if series == "atrest_scan_objects" {
+            scan_objects = Some(n as u64);
+        }
+    }
+    let total: u64 = want_counts.values().sum();
+    assert_eq!(
+        &by_status, want_counts,
+        "{prefix}: prometheus objects by status"
+    );
+    assert_eq!(cells, total, "{prefix}: sum of atrest_objects");
+    assert_eq!(scan_objects, Some(total), "{prefix}: atrest_scan_objects");
+}
+
 /// Manifest keys (with a non-null outcome) grouped by storage prefix.
 fn keys_by_prefix(m: &Manifest) -> BTreeMap<String, Vec<&ManifestKey>> {
     let mut groups: BTreeMap<String, Vec<&ManifestKey>> = BTreeMap::new();
@@ -583,11 +650,13 @@ fn scan_matches_apiserver_outcomes() {
         assert_summary_consistent(prefix, &report, &objects);
 
         let mut want_findings = false;
+        let mut want_counts: BTreeMap<String, u64> = BTreeMap::new();
         for k in keys {
             let value = &values[&k.key].value;
             let want = expected_status(k, value, &cfg, &current_key_id).expect("non-null outcome");
             let o = by_key[k.key.as_str()];
             want_findings |= want.status != "current";
+            *want_counts.entry(want.status.to_string()).or_default() += 1;
             let status = o["status"].as_str().unwrap_or_default();
             let detail = o["detail"].as_str().unwrap_or_default();
             if status != want.status {
@@ -617,6 +686,7 @@ fn scan_matches_apiserver_outcomes() {
         }
         let want_code = if want_findings { 1 } else { 0 };
         assert_eq!(code, want_code, "scan --prefix {prefix}: exit code");
+        assert_prometheus_counts(&env, prefix, &want_counts, want_code);
         scanned += keys.len();
     }
     assert!(
@@ -779,6 +849,22 @@ fn history_reports_plaintext_residue() {
             .any(|s| s == "plaintext"),
         "db-pass residue is plaintext: {residue}"
     );
+    // Every residue is explained by the manifest: a listed historical revision, or the last
+    // value of a deleted key (compaction keeps the latest revision at or below the compaction
+    // revision, so a Secret deleted later still has its old value in the file).
+    for r in keys {
+        let key = r["key"].as_str().expect("residue key");
+        let newest = r["newest_revision"].as_i64().expect("newest_revision");
+        let listed = m
+            .historical_revisions
+            .iter()
+            .any(|h| h.key == key && r["oldest_revision"].as_i64() <= Some(h.revision));
+        let deleted = m
+            .deleted_keys
+            .iter()
+            .any(|d| d.key == key && newest < d.delete_revision);
+        assert!(listed || deleted, "unexplained history residue: {r}");
+    }
     assert_eq!(h["keys_with_residue"].as_u64(), Some(keys.len() as u64));
     let revs: u64 = keys
         .iter()
@@ -806,7 +892,7 @@ fn scan_follows_the_plugins_current_key_id() {
     let env = start_env();
     let cfg = config_model(&env.config_text);
     let rotated = "fake-kek-2025-01";
-    env._v2.set_key_id(rotated);
+    env.v2.set_key_id(rotated);
     let (code, report) = scan_json(&env, "/registry", &["--list", "all"]);
     assert_eq!(code, 1);
     let by_key: BTreeMap<&str, &Value> = report["objects"]

@@ -235,6 +235,35 @@ fn journal_hygiene(journal: &Path, provs: &[&Prov]) {
     }
 }
 
+/// How many batch records the journal holds (0 if it does not exist yet).
+fn batch_records(journal: &Path) -> usize {
+    std::fs::read(journal)
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .filter(|l| l.starts_with(r#"{"type":"batch""#))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Poll until the journal holds at least `n` batch records (generous timeout; fails loudly if
+/// the rotation exits first).
+async fn wait_for_batches(journal: &Path, n: usize, child: &mut std::process::Child) {
+    let t0 = Instant::now();
+    while batch_records(journal) < n {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "rotate exited before journaling {n} batch(es)"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "rotate journaled no batch within 90s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Rotate `from` → each of `tos` (each under its own prefix in one etcd), check everything.
 async fn rotate_pairs(from: Prov, tos: Vec<Prov>) {
     let etcd = Etcd::start();
@@ -625,15 +654,18 @@ async fn rotating_into_kms_v1_is_refused() {
     let after = dir.path().join("kmsv1.yaml");
     std::fs::write(&after, cfg).expect("write");
     let rev = etcd.revision().await;
+    let journal = dir.path().join("j.jsonl");
     let out = rotate_cmd(&etcd, &after, "/registry")
         .arg("--journal")
-        .arg(dir.path().join("j.jsonl"))
+        .arg(&journal)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("KMS v1"), "{err}");
     assert_eq!(etcd.revision().await, rev, "something was written");
+    // Refused up front, before the journal is created.
+    assert!(!journal.exists(), "a journal was created for a refused run");
 }
 
 /// A writer keeps updating keys during the rotation (half with the old key, as a lagging
@@ -663,7 +695,7 @@ async fn concurrent_writer_never_loses_writes() {
             "--batch",
             "16",
             "--max-rate",
-            "1500",
+            "600",
             "-o",
             "json",
         ])
@@ -675,6 +707,21 @@ async fn concurrent_writer_never_loses_writes() {
     let mut generation = 1u32;
     let started = Instant::now();
     let mut updates = 0u32;
+    // Force conflicts deterministically: once the first batch is journaled (the reader has
+    // pinned its revision), update the keys the rotation reaches last. Its reads predate
+    // these writes, so its compares on them must fail.
+    wait_for_batches(&journal, 1, &mut child).await;
+    let mut sorted = ks.clone();
+    sorted.sort();
+    for k in sorted.iter().rev().take(8) {
+        let pt = plaintext(k, 1_000_000);
+        client
+            .put(k.as_bytes(), encrypt(&tb, k, &pt).await, None)
+            .await
+            .expect("writer put");
+        expect.insert(k.clone(), pt);
+        updates += 1;
+    }
     // Keep writing for as long as the rotation runs (bounded).
     loop {
         let done = child.try_wait().expect("try_wait").is_some();
@@ -705,14 +752,18 @@ async fn concurrent_writer_never_loses_writes() {
     );
     // Exit 0 or 1: the writer may have left stale values behind the rotation's cursor.
     let code = out.status.code();
-    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-        eprintln!(
-            "concurrent writer: {updates} updates; rotate saw {} conflicts ({} already current, {} vanished)",
-            doc["this_run"]["conflicts_retried"],
-            doc["this_run"]["resolved_concurrently"],
-            doc["this_run"]["vanished"]
-        );
-    }
+    let doc = json_out(&out);
+    eprintln!(
+        "concurrent writer: {updates} updates; rotate saw {} conflicts ({} already current, {} vanished)",
+        doc["this_run"]["conflicts_retried"],
+        doc["this_run"]["resolved_concurrently"],
+        doc["this_run"]["vanished"]
+    );
+    assert!(
+        doc["this_run"]["conflicts_retried"].as_u64().unwrap_or(0) > 0,
+        "the writer's updates of the last keys must have made compares fail: {}",
+        doc["this_run"]
+    );
     assert!(
         code == Some(0) || code == Some(1),
         "exit {code:?}: {}",
@@ -757,8 +808,9 @@ async fn sigkill_at_random_points_then_resume() {
     for round in 0..4 {
         let mut r = [0u8; 2];
         getrandom::fill(&mut r).expect("random");
-        let delay = Duration::from_millis(100 + u64::from(u16::from_le_bytes(r)) % 600);
+        let delay = Duration::from_millis(u64::from(u16::from_le_bytes(r)) % 300);
         let size_before = std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
+        let batches_before = batch_records(&journal);
         let mut child = spawn();
         if round == 3 {
             // SIGINT once the run has opened its journal (its handler is installed by then):
@@ -782,8 +834,15 @@ async fn sigkill_at_random_points_then_resume() {
             assert_eq!(out.status.code(), Some(2), "{err}");
             assert!(err.contains("resume"), "{err}");
         } else {
+            // Kill only once this run has committed and journaled a batch (on a loaded machine
+            // a fixed delay often hits before the first commit), then a random bit later.
+            wait_for_batches(&journal, batches_before + 1, &mut child).await;
             tokio::time::sleep(delay).await;
-            let _ = child.kill();
+            assert!(
+                child.try_wait().expect("try_wait").is_none(),
+                "round {round}: the rotation finished before it could be killed"
+            );
+            child.kill().expect("SIGKILL");
             let _ = child.wait();
         }
     }
@@ -802,7 +861,24 @@ async fn sigkill_at_random_points_then_resume() {
     let doc = json_out(&out);
     // 3000 objects at 1000/s cannot finish within the interrupted runs.
     assert_eq!(doc["already_complete"], false, "{doc}");
-    assert!(doc["all_runs"]["rewritten"].as_u64().unwrap_or(0) <= ks.len() as u64);
+    assert_eq!(doc["resumed"], true, "{doc}");
+    assert!(doc["resumed_after"].is_string(), "{doc}");
+    // Journaled batches are contiguous key ranges, each examined exactly once over all runs
+    // (a batch committed but not journaled when killed is examined again, and found current).
+    let n = ks.len() as u64;
+    let all = &doc["all_runs"];
+    assert_eq!(all["examined"].as_u64(), Some(n), "{doc}");
+    assert_eq!(
+        all["rewritten"].as_u64().unwrap_or(0) + all["already_current"].as_u64().unwrap_or(0),
+        n,
+        "{doc}"
+    );
+    assert!(
+        doc["this_run"]["examined"].as_u64().unwrap_or(0) < n,
+        "{doc}"
+    );
+    assert!(all["rewritten"].as_u64().unwrap_or(0) > 0, "{doc}");
+    assert_eq!(doc["skipped"].as_array().map(Vec::len), Some(0), "{doc}");
     eprintln!(
         "resumed after {}: earlier runs rewrote {}, this run {}",
         doc["resumed_after"],
@@ -1105,4 +1181,220 @@ async fn resource_filter_and_apiserver_manifest() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("resources"));
+}
+
+/// Review P1 (spec §8 trap 3): overlapping prefixes. With the same key name in two aesgcm
+/// entries, or `a` (new writer) vs `a:b` (old), values written by the old key match entry 0's
+/// prefix; rotate must decide by decrypting and rewrite them. With the same name in two aescbc
+/// entries (no MAC) a wrong key may "decrypt" to garbage: such values are never rewritten and
+/// are reported as ambiguous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_prefixes_are_decided_by_decrypting() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Same name, two aesgcm keys; and `a` vs `a:b`.
+    for (case, old, new) in [
+        ("/same", Prov::new("aesgcm", "k"), Prov::new("aesgcm", "k")),
+        (
+            "/nested",
+            Prov::new("aesgcm", "a:b"),
+            Prov::new("aesgcm", "a"),
+        ),
+    ] {
+        let before = write_config(dir.path(), &format!("before{}.yaml", &case[1..]), &[&old]);
+        let after = write_config(
+            dir.path(),
+            &format!("after{}.yaml", &case[1..]),
+            &[&new, &old],
+        );
+        let ks = keys(case, 60);
+        let expect = load(&etcd, &transformers(&before), &ks).await;
+        let out = rotate_cmd(&etcd, &after, case)
+            .arg("--journal")
+            .arg(dir.path().join(format!("j{}.jsonl", &case[1..])))
+            .args(["-o", "json"])
+            .output()
+            .expect("run");
+        let doc = json_out(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{case}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            doc["this_run"]["rewritten"],
+            ks.len() as u64,
+            "{case}: {doc}"
+        );
+        assert_eq!(doc["this_run"]["already_current"], 0, "{case}");
+        assert_all_current(&etcd, &transformers(&after), &expect).await;
+    }
+
+    // aescbc, same name twice: refuse to rewrite what a wrong key might have "decrypted".
+    let (old, new) = (Prov::new("aescbc", "k"), Prov::new("aescbc", "k"));
+    let before = write_config(dir.path(), "before-cbc.yaml", &[&old]);
+    let after = write_config(dir.path(), "after-cbc.yaml", &[&new, &old]);
+    let ks = keys("/cbc", 60);
+    load(&etcd, &transformers(&before), &ks).await;
+    let before_space = keyspace(&etcd, "/cbc/").await;
+    let out = rotate_cmd(&etcd, &after, "/cbc")
+        .arg("--journal")
+        .arg(dir.path().join("j-cbc.jsonl"))
+        .args(["-o", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json_out(&out);
+    assert_eq!(doc["this_run"]["rewritten"], 0, "{doc}");
+    let ambiguous = doc["this_run"]["skipped_ambiguous"].as_u64().unwrap_or(0);
+    let current = doc["this_run"]["already_current"].as_u64().unwrap_or(0);
+    // Entry 0 (the wrong key) passes the padding check for about 1 value in 256: those read as
+    // current (as kube-apiserver would serve them); every other one is skipped as ambiguous.
+    assert_eq!(ambiguous + current, ks.len() as u64, "{doc}");
+    assert!(ambiguous > 0, "{doc}");
+    let skipped = doc["skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len() as u64, ambiguous);
+    for s in skipped {
+        assert_eq!(s["status"], "ambiguous", "{s}");
+        let d = s["detail"].as_str().unwrap_or_default();
+        assert!(
+            d.contains("overlaps another key") && d.contains("rename the keys"),
+            "{d}"
+        );
+    }
+    assert_eq!(
+        keyspace(&etcd, "/cbc/").await,
+        before_space,
+        "values were written"
+    );
+}
+
+/// Review: `--prefix /` used to range over `//` (nothing); a custom nested prefix rotates only
+/// its own keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_and_custom_prefixes() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (k1, k2) = (Prov::new("aescbc", "k1"), Prov::new("aesgcm", "k2"));
+    let before = write_config(dir.path(), "before.yaml", &[&k1]);
+    let after = write_config(dir.path(), "after.yaml", &[&k2, &k1]);
+    let tb = transformers(&before);
+    let root_keys = keys("", 45);
+    let custom_keys = keys("/custom/deep", 30);
+    let root_expect = load(&etcd, &tb, &root_keys).await;
+    let custom_expect = load(&etcd, &tb, &custom_keys).await;
+
+    // A custom prefix (given with a trailing slash): only its keys are rewritten.
+    let root_before: Vec<_> = {
+        let mut v = Vec::new();
+        for k in &root_keys {
+            v.push(etcd.get_kv(k.as_bytes()).await.expect("key").mod_revision());
+        }
+        v
+    };
+    let out = rotate_cmd(&etcd, &after, "/custom/deep/")
+        .arg("--journal")
+        .arg(dir.path().join("j1.jsonl"))
+        .args(["-o", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json_out(&out);
+    assert_eq!(
+        doc["this_run"]["rewritten"],
+        custom_keys.len() as u64,
+        "{doc}"
+    );
+    assert_eq!(
+        doc["verification"]["summary"]["objects"].as_u64(),
+        Some(custom_keys.len() as u64),
+        "{doc}"
+    );
+    assert_all_current(&etcd, &transformers(&after), &custom_expect).await;
+    for (k, rev) in root_keys.iter().zip(&root_before) {
+        assert_eq!(
+            etcd.get_kv(k.as_bytes()).await.expect("key").mod_revision(),
+            *rev,
+            "{k} touched by a /custom/deep rotation"
+        );
+    }
+
+    // `--prefix /`: kube-apiserver keys directly under the root. (The custom keys would parse
+    // as resource "custom" there, which has no rule: remove them first.)
+    let mut c = etcd.client().await;
+    c.delete(
+        "/custom/",
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await
+    .expect("delete");
+    let out = rotate_cmd(&etcd, &after, "/")
+        .arg("--journal")
+        .arg(dir.path().join("j2.jsonl"))
+        .args(["-o", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json_out(&out);
+    assert_eq!(
+        doc["this_run"]["rewritten"],
+        root_keys.len() as u64,
+        "{doc}"
+    );
+    assert_eq!(
+        doc["verification"]["summary"]["objects"].as_u64(),
+        Some(root_keys.len() as u64),
+        "{doc}"
+    );
+    assert_all_current(&etcd, &transformers(&after), &root_expect).await;
+}
+
+/// Review P1: a file that is not a journal (one complete line) is refused, left byte-for-byte
+/// and mode-for-mode untouched, and nothing is written to etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_a_journal_is_refused_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (k1, k2) = (Prov::new("aescbc", "k1"), Prov::new("aesgcm", "k2"));
+    let before = write_config(dir.path(), "before.yaml", &[&k1]);
+    let after = write_config(dir.path(), "after.yaml", &[&k2, &k1]);
+    load(&etcd, &transformers(&before), &keys("/registry", 30)).await;
+    let rev = etcd.revision().await;
+    for content in ["precious notes\n", "{\"json\": true}\n"] {
+        let f = dir.path().join("notes.txt");
+        std::fs::write(&f, content).expect("write");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let out = rotate_cmd(&etcd, &after, "/registry")
+            .arg("--journal")
+            .arg(&f)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("is not an atrest rotate journal") && err.contains("new path"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&f).expect("read"), content);
+        let mode = std::fs::metadata(&f).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(etcd.revision().await, rev, "something was written");
+    }
 }
