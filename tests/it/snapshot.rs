@@ -684,7 +684,7 @@ mod real_etcd {
             assert!(b.len() <= 64);
             got.extend(b.into_iter().map(|kv| {
                 (
-                    kv.key,
+                    kv.key.clone(),
                     sha(&kv.value),
                     kv.create_revision,
                     kv.mod_revision,
@@ -773,7 +773,7 @@ mod real_etcd {
             while let Ok(Some(b)) = m.next_batch().await {
                 keys.extend(
                     b.into_iter()
-                        .map(|kv| (kv.key, sha(&kv.value), kv.mod_revision)),
+                        .map(|kv| (kv.key.clone(), sha(&kv.value), kv.mod_revision)),
                 );
             }
             let want_keys: Vec<_> = want
