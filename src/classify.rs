@@ -8,11 +8,18 @@
 //! | value                                   | status          |
 //! |-----------------------------------------|-----------------|
 //! | plaintext, writer is identity           | `current`       |
-//! | plaintext, writer encrypts              | `plaintext` (detail: readable through a later identity, or unreadable by kube-apiserver when the chain has no identity) |
+//! | plaintext, writer encrypts              | `plaintext` (message: readable through a later identity, or unreadable by kube-apiserver when the chain has no identity) |
 //! | prefix matches entry 0, not stale       | `current`       |
-//! | prefix matches a later entry, or KMS v2 keyID / DEK type differs from the plugin's current state | `stale` (detail: which entry, keyID) |
-//! | `k8s:enc:` prefix no entry matches      | `unknown-key` (detail: error class and message) |
-//! | `--verify`: the matching entries all fail | `undecryptable` (detail: error class and message) |
+//! | prefix matches a later entry, or KMS v2 keyID / DEK type differs from the plugin's current state | `stale` (message: which entry, keyID) |
+//! | prefix matches several entries (a key name reused, `a` vs `a:b`) | read even without `--verify`: the read decides (message warns when an unauthenticated aescbc read may have come from the wrong key) |
+//! | `k8s:enc:` prefix no entry matches      | `unknown-key` (detail: error class) |
+//! | `--verify`: the matching entries all fail | `undecryptable` (detail: error class) |
+//!
+//! `detail` is the contract field of issue 3: exactly the [`ErrorClass`] name for
+//! `unknown-key`/`undecryptable` objects, otherwise the KMS v2 keyID where the value has one
+//! (else null). The human sentence (why stale, which entry, the decryption error) is in
+//! `message`. `provider` is null for a `k8s:enc:` prefix naming no provider kube-apiserver knows;
+//! `provider_label` then carries the prefix's raw provider text (e.g. `xyz:v1`).
 //!
 //! Without a config: `plaintext` or `encrypted` (with the provider and key names read from
 //! the prefix).
@@ -24,7 +31,7 @@
 //! `encrypted` without a config.
 use crate::codec::chain::{Chain, Identified, ReadOutcome, Transformers};
 use crate::codec::kmsv2::EncryptedObjectInfo;
-use crate::codec::{DecryptError, ProviderKind, ValueClass, classify_value};
+use crate::codec::{DecryptError, ErrorClass, ProviderKind, ValueClass, classify_value};
 use crate::resource::{GroupResource, KeyInfo, parse_key};
 use crate::source::RawKv;
 use serde::Serialize;
@@ -103,16 +110,24 @@ pub struct ObjectRecord {
     pub resource: Option<String>,
     pub namespace: Option<String>,
     pub name: String,
-    /// `identity`, `aescbc`, `aesgcm`, `secretbox`, `kms`, or `unknown` for an unrecognised provider.
-    pub provider: String,
+    /// `identity`, `aescbc`, `aesgcm`, `secretbox`, `kms`; null for a `k8s:enc:` prefix naming
+    /// a provider kube-apiserver does not have (see `provider_label`).
+    pub provider: Option<String>,
+    /// Only when `provider` is null: the prefix's raw provider text after `k8s:enc:` (e.g.
+    /// `xyz:v1`). Null otherwise.
+    pub provider_label: Option<String>,
     /// Key name or KMS provider name; None for identity.
     pub key_name: Option<String>,
     pub status: Status,
     pub mod_revision: i64,
     pub size: u64,
-    /// The error class (undecryptable/unknown-key), the KMS v2 keyID, or why it is stale.
+    /// Contract (issue 3): the error class for undecryptable/unknown-key objects (exactly
+    /// `auth-failed`, `truncated`, ...), else the KMS v2 keyID where present, else null.
     pub detail: Option<String>,
-    /// KMS v2 only: the EncryptedObject's keyID (also named in `detail`).
+    /// The human sentence: why stale, which entry reads it, the decryption error, warnings.
+    pub message: Option<String>,
+    /// KMS v2 only: the EncryptedObject's keyID (also for undecryptable KMS v2 objects, whose
+    /// `detail` is the error class).
     pub kms_key_id: Option<String>,
 }
 
@@ -127,9 +142,29 @@ impl ObjectRecord {
     }
     /// `aescbc/key1`, `kms/vault`, `identity`.
     pub fn provider_key(&self) -> String {
-        provider_key(&self.provider, self.key_name.as_deref())
+        provider_key(self.provider_name(), self.key_name.as_deref())
+    }
+    /// The provider for aggregates (summary maps, breakdown, Prometheus labels): the report
+    /// name, or `unknown` for an unrecognised provider (one bucket: bounded label cardinality).
+    pub fn provider_name(&self) -> &str {
+        self.provider.as_deref().unwrap_or(UNKNOWN_PROVIDER)
+    }
+    /// The provider for humans: the report name, or the raw label of an unrecognised one.
+    pub fn provider_display(&self) -> String {
+        match (&self.provider, &self.provider_label) {
+            (Some(p), _) => p.clone(),
+            (None, Some(l)) => format!("?{l}"),
+            (None, None) => UNKNOWN_PROVIDER.to_string(),
+        }
+    }
+    /// [`ObjectRecord::provider_key`] for humans: `?xyz:v1/name` for an unrecognised provider.
+    pub fn provider_key_display(&self) -> String {
+        provider_key(&self.provider_display(), self.key_name.as_deref())
     }
 }
+
+/// The aggregate bucket of unrecognised providers (never an object's `provider`).
+pub const UNKNOWN_PROVIDER: &str = "unknown";
 
 /// `provider/key_name`, or just `provider` without a key name (identity).
 pub fn provider_key(provider: &str, key_name: Option<&str>) -> String {
@@ -142,11 +177,43 @@ pub fn provider_key(provider: &str, key_name: Option<&str>) -> String {
 /// The judgement of a value, before it is joined with its key's identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
-    pub provider: &'static str,
+    /// None: a `k8s:enc:` prefix naming no known provider (`provider_label` says what).
+    pub provider: Option<&'static str>,
+    pub provider_label: Option<String>,
     pub key_name: Option<String>,
     pub status: Status,
+    /// The contract `detail`: error class, or KMS v2 keyID (see the module doc).
     pub detail: Option<String>,
+    /// The human sentence.
+    pub message: Option<String>,
     pub kms_key_id: Option<String>,
+}
+
+impl Verdict {
+    /// A verdict whose `detail` follows the contract: the error class for unknown-key and
+    /// undecryptable, else the (non-empty) KMS v2 keyID.
+    fn new(
+        provider: Option<&'static str>,
+        key_name: Option<String>,
+        status: Status,
+        class: Option<ErrorClass>,
+        message: Option<String>,
+        kms_key_id: Option<String>,
+    ) -> Verdict {
+        let detail = match (status, class) {
+            (Status::UnknownKey | Status::Undecryptable, Some(c)) => Some(c.as_str().to_string()),
+            _ => kms_key_id.clone().filter(|id| !id.is_empty()),
+        };
+        Verdict {
+            provider,
+            provider_label: None,
+            key_name,
+            status,
+            detail,
+            message,
+            kms_key_id,
+        }
+    }
 }
 
 /// Classifies values with (or without) a config. Cheap to share across tasks.
@@ -206,12 +273,14 @@ impl Classifier {
             resource,
             namespace: info.namespace,
             name: info.name,
-            provider: verdict.provider.to_string(),
+            provider: verdict.provider.map(str::to_string),
+            provider_label: verdict.provider_label,
             key_name: verdict.key_name,
             status: verdict.status,
             mod_revision: kv.mod_revision,
             size: kv.value.len() as u64,
             detail: verdict.detail,
+            message: verdict.message,
             kms_key_id: verdict.kms_key_id,
         }
     }
@@ -235,20 +304,21 @@ impl Classifier {
 /// No config: `plaintext` or `encrypted`, with what the prefix says.
 pub fn judge_without_config(is_object: bool, class: ValueClass) -> Verdict {
     match class {
-        ValueClass::Plaintext(_) => Verdict {
-            provider: ProviderKind::Identity.report_name(),
-            key_name: None,
-            status: if is_object {
+        ValueClass::Plaintext(_) => Verdict::new(
+            Some(ProviderKind::Identity.report_name()),
+            None,
+            if is_object {
                 Status::Plaintext
             } else {
                 Status::Current
             },
-            detail: (!is_object).then(|| NOT_AN_OBJECT.to_string()),
-            kms_key_id: None,
-        },
+            None,
+            (!is_object).then(|| NOT_AN_OBJECT.to_string()),
+            None,
+        ),
         ValueClass::Encrypted(info) => {
             let kms_key_id = info.kms_v2.as_ref().map(|k| k.key_id.clone());
-            let detail = match (info.provider, &kms_key_id) {
+            let message = match (info.provider, &kms_key_id) {
                 (None, _) => Some(format!(
                     "unrecognised provider {:?} in the k8s:enc: prefix",
                     info.provider_label
@@ -256,13 +326,18 @@ pub fn judge_without_config(is_object: bool, class: ValueClass) -> Verdict {
                 (Some(_), Some(id)) => Some(format!("keyID {id}")),
                 (Some(_), None) => None,
             };
-            Verdict {
-                provider: info.provider.map(|p| p.report_name()).unwrap_or("unknown"),
-                key_name: info.name,
-                status: Status::Encrypted,
-                detail,
+            let mut v = Verdict::new(
+                info.provider.map(|p| p.report_name()),
+                info.name,
+                Status::Encrypted,
+                None,
+                message,
                 kms_key_id,
+            );
+            if info.provider.is_none() {
+                v.provider_label = Some(info.provider_label);
             }
+            v
         }
     }
 }
@@ -291,9 +366,11 @@ async fn judge_with_chain(
             name,
             kms_v2,
             stale_hint,
-            ..
+            ambiguous,
         } => {
-            if verify {
+            // An ambiguous prefix (spec §8 trap 3) does not say which entry wrote the value:
+            // only a read does, so such (rare) values are read even without --verify.
+            if verify || ambiguous {
                 let read = chain.read(etcd_key, value).await;
                 judge_read(&writer, provider, name, kms_v2, read)
             } else if let Some(err) = kms_v2_malformed(provider, name.as_deref(), value) {
@@ -309,7 +386,15 @@ async fn judge_with_chain(
             // only yields the error kube-apiserver would give (its class names the reason).
             let read = chain.read(etcd_key, value).await;
             match read {
-                Err(e) => judge_unknown(provider, name, &e),
+                Err(e) => {
+                    let mut v = judge_unknown(provider, name, &e);
+                    if provider.is_none()
+                        && let ValueClass::Encrypted(info) = classify_value(value)
+                    {
+                        v.provider_label = Some(info.provider_label);
+                    }
+                    v
+                }
                 // Cannot happen when identify and read agree; trust the read.
                 Ok(outcome) => judge_read(&writer, outcome.provider, None, None, Ok(outcome)),
             }
@@ -355,14 +440,14 @@ pub fn judge_plaintext(
     gr: Option<&GroupResource>,
     identity_index: Option<usize>,
 ) -> Verdict {
-    let (status, detail) = if gr.is_none() {
+    let (status, message) = if gr.is_none() {
         // Not an object: nothing reads it through a transformer.
         (Status::Current, Some(NOT_AN_OBJECT.to_string()))
     } else if writer.kind == ProviderKind::Identity {
         (Status::Current, None)
     } else {
         let what = gr.map(|g| g.to_string()).unwrap_or_default();
-        let detail = match identity_index {
+        let message = match identity_index {
             None => format!(
                 "unreadable by kube-apiserver: no identity provider for {what}; the write provider is {writer}"
             ),
@@ -370,15 +455,16 @@ pub fn judge_plaintext(
                 "stored unencrypted; readable through identity (provider entry {i}), the write provider is {writer}"
             ),
         };
-        (Status::Plaintext, Some(detail))
+        (Status::Plaintext, Some(message))
     };
-    Verdict {
-        provider: ProviderKind::Identity.report_name(),
-        key_name: None,
+    Verdict::new(
+        Some(ProviderKind::Identity.report_name()),
+        None,
         status,
-        detail,
-        kms_key_id: None,
-    }
+        None,
+        message,
+        None,
+    )
 }
 
 /// An entry's prefix matched (no decryption): `stale_hint` decides.
@@ -395,7 +481,7 @@ pub fn judge_matched(
     } else {
         Status::Current
     };
-    let detail = describe(
+    let message = describe(
         writer,
         status,
         index,
@@ -403,13 +489,14 @@ pub fn judge_matched(
         name.as_deref(),
         kms_v2.as_ref(),
     );
-    Verdict {
-        provider: provider.report_name(),
-        key_name: name,
+    Verdict::new(
+        Some(provider.report_name()),
+        name,
         status,
-        detail,
-        kms_key_id: kms_v2.map(|k| k.key_id),
-    }
+        None,
+        message,
+        kms_v2.map(|k| k.key_id),
+    )
 }
 
 /// A full read through the chain (`--verify`).
@@ -428,7 +515,7 @@ pub fn judge_read(
             } else {
                 Status::Current
             };
-            let detail = describe(
+            let mut message = describe(
                 writer,
                 status,
                 o.index,
@@ -436,27 +523,36 @@ pub fn judge_read(
                 o.name.as_deref(),
                 o.kms_v2.as_ref(),
             );
-            Verdict {
-                provider: o.provider.report_name(),
-                key_name: o.name,
-                status,
-                detail,
-                kms_key_id: o.kms_v2.map(|k| k.key_id),
+            if o.unauthenticated_overlap {
+                let warning = overlap_warning(o.provider, o.name.as_deref());
+                message = Some(match message {
+                    Some(m) => format!("{m}; {warning}"),
+                    None => warning,
+                });
             }
+            Verdict::new(
+                Some(o.provider.report_name()),
+                o.name,
+                status,
+                None,
+                message,
+                o.kms_v2.map(|k| k.key_id),
+            )
         }
         Err(e) => {
             let kms_key_id = kms_v2.map(|k| k.key_id);
-            let mut detail = format!("{}: {}", e.class, e.message);
+            let mut message = format!("{}: {}", e.class, e.message);
             if let Some(id) = kms_key_id.as_deref().filter(|id| !id.is_empty()) {
-                let _ = write!(detail, " (keyID {id})");
+                let _ = write!(message, " (keyID {id})");
             }
-            Verdict {
-                provider: provider.report_name(),
-                key_name: name,
-                status: Status::Undecryptable,
-                detail: Some(detail),
+            Verdict::new(
+                Some(provider.report_name()),
+                name,
+                Status::Undecryptable,
+                Some(e.class),
+                Some(message),
                 kms_key_id,
-            }
+            )
         }
     }
 }
@@ -467,16 +563,26 @@ pub fn judge_unknown(
     name: Option<String>,
     error: &DecryptError,
 ) -> Verdict {
-    Verdict {
-        provider: provider.map(|p| p.report_name()).unwrap_or("unknown"),
-        key_name: name,
-        status: Status::UnknownKey,
-        detail: Some(format!(
+    Verdict::new(
+        provider.map(|p| p.report_name()),
+        name,
+        Status::UnknownKey,
+        Some(error.class),
+        Some(format!(
             "{}: {} (kube-apiserver cannot read it)",
             error.class, error.message
         )),
-        kms_key_id: None,
-    }
+        None,
+    )
+}
+
+/// The warning for a read with no MAC through an entry whose prefix another entry shares.
+fn overlap_warning(provider: ProviderKind, name: Option<&str>) -> String {
+    let key = name.map(|n| format!(" {n}")).unwrap_or_default();
+    format!(
+        "read through {} key{key} whose prefix overlaps another key's: the result may come from the wrong key; give keys unique names",
+        provider.report_name()
+    )
 }
 
 /// Why a readable value is stale (or, for KMS v2, its keyID when current).
@@ -519,7 +625,7 @@ fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::ErrorClass;
+    use crate::config::ProviderConfig;
     use crate::secret::SecretBytes;
 
     fn gr(s: &str) -> GroupResource {
@@ -550,16 +656,17 @@ mod tests {
         let s = gr("secrets");
         let v = judge_plaintext(&identity(), Some(&s), Some(0));
         assert_eq!(v.status, Status::Current);
-        assert_eq!(v.provider, "identity");
+        assert_eq!(v.provider, Some("identity"));
         assert_eq!(v.detail, None);
 
         let v = judge_plaintext(&aescbc1(), Some(&s), Some(1));
         assert_eq!(v.status, Status::Plaintext);
-        assert!(v.detail.as_deref().unwrap().contains("provider entry 1"));
+        assert_eq!(v.detail, None, "plaintext has no error class nor keyID");
+        assert!(v.message.as_deref().unwrap().contains("provider entry 1"));
 
         let v = judge_plaintext(&aescbc1(), Some(&s), None);
         assert_eq!(v.status, Status::Plaintext);
-        let d = v.detail.unwrap();
+        let d = v.message.unwrap();
         assert!(
             d.contains("unreadable by kube-apiserver: no identity provider"),
             "{d}"
@@ -606,7 +713,8 @@ mod tests {
             true,
         );
         assert_eq!(v.status, Status::Stale);
-        let d = v.detail.unwrap();
+        assert_eq!(v.detail, None);
+        let d = v.message.unwrap();
         assert!(d.contains("provider entry 1 (aescbc/key2)"), "{d}");
         assert!(d.contains("write key aescbc/key1"), "{d}");
     }
@@ -627,9 +735,10 @@ mod tests {
             false,
         );
         assert_eq!(v.status, Status::Current);
-        assert_eq!(v.provider, "kms");
+        assert_eq!(v.provider, Some("kms"));
         assert_eq!(v.kms_key_id.as_deref(), Some("k1"));
-        assert_eq!(v.detail.as_deref(), Some("keyID k1"));
+        assert_eq!(v.detail.as_deref(), Some("k1"), "detail is the bare keyID");
+        assert_eq!(v.message.as_deref(), Some("keyID k1"));
 
         let old = kms("k0", "HKDF_SHA256_XNONCE_AES_GCM_SEED");
         let v = judge_matched(
@@ -641,7 +750,8 @@ mod tests {
             true,
         );
         assert_eq!(v.status, Status::Stale);
-        let d = v.detail.unwrap();
+        assert_eq!(v.detail.as_deref(), Some("k0"));
+        let d = v.message.unwrap();
         assert!(d.starts_with("keyID k0"), "{d}");
         assert!(d.contains("not the KMS plugin's current key ID"), "{d}");
 
@@ -654,7 +764,7 @@ mod tests {
             Some(legacy),
             true,
         );
-        assert!(v.detail.unwrap().contains("AES_GCM_KEY"));
+        assert!(v.message.unwrap().contains("AES_GCM_KEY"));
     }
 
     #[test]
@@ -662,12 +772,14 @@ mod tests {
         let e = DecryptError::new(ErrorClass::UnknownKey, "no aescbc key named key9");
         let v = judge_unknown(Some(ProviderKind::AesCbc), Some("key9".into()), &e);
         assert_eq!(v.status, Status::UnknownKey);
-        assert_eq!(v.provider, "aescbc");
-        assert!(v.detail.unwrap().starts_with("unknown-key: "));
+        assert_eq!(v.provider, Some("aescbc"));
+        assert_eq!(v.detail.as_deref(), Some("unknown-key"));
+        assert!(v.message.unwrap().starts_with("unknown-key: "));
         let e = DecryptError::new(ErrorClass::NoProvider, "no matching prefix found");
         let v = judge_unknown(None, None, &e);
-        assert_eq!(v.provider, "unknown");
-        assert!(v.detail.unwrap().starts_with("no-provider: "));
+        assert_eq!(v.provider, None);
+        assert_eq!(v.detail.as_deref(), Some("no-provider"));
+        assert!(v.message.unwrap().starts_with("no-provider: "));
     }
 
     #[test]
@@ -701,13 +813,28 @@ mod tests {
         };
         let v = judge_read(&w, ProviderKind::AesGcm, Some("k".into()), None, Ok(stale));
         assert_eq!(v.status, Status::Stale);
-        assert_eq!(v.provider, "secretbox");
+        assert_eq!(v.provider, Some("secretbox"));
         assert_eq!(v.key_name.as_deref(), Some("old"));
 
         let err = DecryptError::new(ErrorClass::AuthFailed, "tag mismatch");
         let v = judge_read(&w, ProviderKind::AesGcm, Some("k".into()), None, Err(err));
         assert_eq!(v.status, Status::Undecryptable);
-        assert_eq!(v.detail.as_deref(), Some("auth-failed: tag mismatch"));
+        assert_eq!(v.detail.as_deref(), Some("auth-failed"));
+        assert_eq!(v.message.as_deref(), Some("auth-failed: tag mismatch"));
+
+        // KMS v2: the class stays the detail; the keyID is in kms_key_id and the message.
+        let err = DecryptError::new(ErrorClass::KmsDecryptFailed, "plugin said no");
+        let v = judge_read(
+            &w,
+            ProviderKind::KmsV2,
+            Some("vault".into()),
+            Some(kms("k7", "HKDF_SHA256_XNONCE_AES_GCM_SEED")),
+            Err(err),
+        );
+        assert_eq!(v.status, Status::Undecryptable);
+        assert_eq!(v.detail.as_deref(), Some("kms-decrypt-failed"));
+        assert_eq!(v.kms_key_id.as_deref(), Some("k7"));
+        assert!(v.message.unwrap().ends_with("(keyID k7)"));
     }
 
     #[test]
@@ -717,5 +844,124 @@ mod tests {
             assert_eq!(Status::ALL[s.index()], s);
         }
         assert_eq!(Status::parse("bogus"), None);
+    }
+
+    #[test]
+    fn unrecognised_provider_has_null_provider_and_a_label() {
+        let v = judge_without_config(true, classify_value(b"k8s:enc:xyz:v1:name:payload"));
+        assert_eq!(v.status, Status::Encrypted);
+        assert_eq!(v.provider, None);
+        assert_eq!(v.provider_label.as_deref(), Some("xyz:v1"));
+        assert_eq!(v.detail, None);
+        // A known provider carries no label.
+        let v = judge_without_config(true, classify_value(b"k8s:enc:aescbc:v1:k:payload"));
+        assert_eq!(v.provider, Some("aescbc"));
+        assert_eq!(v.provider_label, None);
+
+        let chain = Chain::from_providers(&[&ProviderConfig::Identity], &NoKms).expect("chain");
+        let s = gr("secrets");
+        let v = block_on(judge_with_chain(
+            &chain,
+            Some(&s),
+            b"/registry/secrets/default/a",
+            b"k8s:enc:xyz:v1:name:payload",
+            false,
+        ));
+        assert_eq!(v.status, Status::UnknownKey);
+        assert_eq!(v.provider, None);
+        assert_eq!(v.provider_label.as_deref(), Some("xyz:v1"));
+        assert_eq!(v.detail.as_deref(), Some("no-provider"));
+        assert!(v.message.is_some());
+    }
+
+    struct NoKms;
+    impl crate::kms::KmsConnector for NoKms {
+        fn connect(
+            &self,
+            cfg: &crate::config::KmsConfig,
+        ) -> Result<std::sync::Arc<dyn crate::kms::KmsService>, crate::kms::KmsError> {
+            Err(crate::kms::KmsError::Unreachable {
+                name: cfg.name.clone(),
+                endpoint: cfg.endpoint.clone(),
+                message: "no KMS in unit tests".into(),
+            })
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn aescbc(name: &str, byte: u8) -> ProviderConfig {
+        ProviderConfig::AesCbc {
+            keys: vec![crate::config::NamedKey {
+                name: name.into(),
+                secret: SecretBytes::new(vec![byte; 32]),
+            }],
+        }
+    }
+
+    /// Spec §8 trap 3: one key name in two aescbc providers. Without --verify the prefix
+    /// alone would call every value current (entry 0's prefix); the read decides instead, and
+    /// the message warns that an unauthenticated read through an overlapping prefix may be
+    /// from the wrong key.
+    #[test]
+    fn ambiguous_prefixes_are_read_even_without_verify() {
+        const K: &[u8] = b"/registry/secrets/default/a";
+        let (first, second) = (aescbc("k", 1), aescbc("k", 2));
+        let chain = Chain::from_providers(&[&first, &second], &NoKms).expect("chain");
+        let only_first = Chain::from_providers(&[&first], &NoKms).expect("chain");
+        let old_writer = Chain::from_providers(&[&second], &NoKms).expect("chain");
+        let new_writer = Chain::from_providers(&[&first], &NoKms).expect("chain");
+        let s = gr("secrets");
+
+        // Written by the second (old) key: a value key 1 rejects (255/256 on the first try;
+        // one the wrong key happens to "decrypt" would be read as current, as upstream does).
+        let mut old = None;
+        for i in 0..64u32 {
+            let v = block_on(old_writer.write(K, format!("v{i}").as_bytes())).expect("write");
+            if block_on(only_first.read(K, &v)).is_err() {
+                old = Some(v);
+                break;
+            }
+        }
+        let old = old.expect("key 1 rejects some value key 2 wrote");
+        let v = block_on(judge_with_chain(&chain, Some(&s), K, &old, false));
+        assert_eq!(v.status, Status::Stale, "{:?}", v.message);
+        assert_eq!(v.detail, None);
+        let m = v.message.unwrap();
+        assert!(m.contains("provider entry 1"), "{m}");
+        assert!(
+            m.contains("read through aescbc key k whose prefix overlaps another key's"),
+            "{m}"
+        );
+
+        // Written by the write key: current, with the same warning.
+        let cur = block_on(new_writer.write(K, b"fresh")).expect("write");
+        let v = block_on(judge_with_chain(&chain, Some(&s), K, &cur, false));
+        assert_eq!(v.status, Status::Current);
+        assert!(v.message.unwrap().contains("give keys unique names"));
+
+        // Unambiguous values are still judged from the prefix, with no warning.
+        let single = Chain::from_providers(&[&first, &aescbc("other", 3)], &NoKms).expect("chain");
+        let v = block_on(judge_with_chain(&single, Some(&s), K, &cur, false));
+        assert_eq!((v.status, v.message), (Status::Current, None));
+        // Garbage under the overlapping prefix: every entry fails, so it is a finding.
+        let v = block_on(judge_with_chain(
+            &chain,
+            Some(&s),
+            K,
+            b"k8s:enc:aescbc:v1:k:short",
+            false,
+        ));
+        assert_eq!(v.status, Status::Undecryptable);
+        assert!(
+            ["truncated", "bad-padding"].contains(&v.detail.as_deref().unwrap_or_default()),
+            "{:?}",
+            v.detail
+        );
     }
 }

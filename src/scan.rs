@@ -334,7 +334,7 @@ impl Aggregator {
             let key = CellKey {
                 group: rec.group.clone(),
                 resource: rec.resource.clone(),
-                provider: rec.provider.clone(),
+                provider: rec.provider_name().to_string(),
                 key_name: rec.key_name.clone(),
             };
             if let Some(id) = &rec.kms_key_id {
@@ -349,7 +349,9 @@ impl Aggregator {
             let key = CellKey {
                 group: rec.group,
                 resource: rec.resource,
-                provider: rec.provider,
+                provider: rec
+                    .provider
+                    .unwrap_or_else(|| crate::classify::UNKNOWN_PROVIDER.to_string()),
                 key_name: rec.key_name,
             };
             self.count_cell(key, status);

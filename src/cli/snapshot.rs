@@ -294,7 +294,7 @@ fn plaintext_unreadable(objects: &[atrest::classify::ObjectRecord]) -> u64 {
         .iter()
         .filter(|o| {
             o.status == atrest::classify::Status::Plaintext
-                && o.detail
+                && o.message
                     .as_deref()
                     .is_some_and(|d| d.starts_with(UNREADABLE_PLAINTEXT))
         })
@@ -472,12 +472,14 @@ mod tests {
             resource: Some("secrets".into()),
             namespace: Some("default".into()),
             name: "s".into(),
-            provider: v.provider.to_string(),
+            provider: v.provider.map(str::to_string),
+            provider_label: v.provider_label,
             key_name: None,
             status: v.status,
             mod_revision: 2,
             size: 10,
             detail: v.detail,
+            message: v.message,
             kms_key_id: None,
         }
     }

@@ -93,6 +93,9 @@ mod tests {
             "mod_revision",
             "size",
             "detail",
+            "message",
+            "provider_label",
+            "kms_key_id",
         ] {
             assert!(objs[0].get(field).is_some(), "object field {field} missing");
         }

@@ -158,12 +158,14 @@ pub(crate) mod testutil {
             resource: res.map(String::from),
             namespace: Some("default".into()),
             name: key.rsplit('/').next().unwrap_or_default().into(),
-            provider: provider.into(),
+            provider: Some(provider.into()),
+            provider_label: None,
             key_name: kn.map(String::from),
             status: st,
             mod_revision: 7,
             size: 42,
-            detail: (st != Status::Current).then(|| format!("why \"{key}\"")),
+            detail: None,
+            message: (st != Status::Current).then(|| format!("why \"{key}\"")),
             kms_key_id: None,
         }
     }

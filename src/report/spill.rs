@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn details_with_newlines_and_control_bytes_survive() {
         let mut full = testutil::sample();
-        full.objects[0].detail = Some("line1\nline2\u{1}\"quoted\"".into());
+        full.objects[0].message = Some("line1\nline2\u{1}\"quoted\"".into());
         let mut sink = SpillSink::new(0).unwrap();
         for o in full.objects.clone() {
             sink.push(o).unwrap();

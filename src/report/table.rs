@@ -119,7 +119,7 @@ fn objects(r: &ScanReport, listed: &[ObjectRecord], total: u64, out: &mut String
         .unwrap_or(0);
     let pk_w = shown
         .iter()
-        .map(|o| o.provider_key().chars().count())
+        .map(|o| o.provider_key_display().chars().count())
         .max()
         .unwrap_or(0)
         .clamp("PROVIDER/KEY".len(), 24);
@@ -133,12 +133,12 @@ fn objects(r: &ScanReport, listed: &[ObjectRecord], total: u64, out: &mut String
             out,
             "{:<status_w$}  {:<pk_w$}  {:>9}  {}",
             o.status.as_str(),
-            shorten(&o.provider_key(), pk_w),
+            shorten(&o.provider_key_display(), pk_w),
             o.mod_revision,
             o.key
         );
-        if let Some(d) = &o.detail {
-            let _ = writeln!(out, "{:status_w$}  └ {d}", "");
+        if let Some(m) = o.message.as_ref().or(o.detail.as_ref()) {
+            let _ = writeln!(out, "{:status_w$}  └ {m}", "");
         }
     }
     let rest = total.saturating_sub(shown.len() as u64);

@@ -282,7 +282,7 @@ mod tests {
         );
         let raw = decode_raw_kv(&bytes).expect("decodes");
         assert_eq!(
-            (raw.key, raw.mod_revision, raw.lease),
+            (raw.key.clone(), raw.mod_revision, raw.lease),
             (kv.key, 9, kv.lease)
         );
         // Truncations never panic and are errors (or a valid prefix).

@@ -1,22 +1,37 @@
 //! [`SnapshotSource`]: a snapshot file's latest live state under a prefix, in user-key order,
 //! in bounded batches — and, for `--history`, every older revision still in the file.
 //!
-//! The `key` bucket is ordered by revision, not by user key. We make one streaming pass over
-//! it that keeps, per user key under the prefix, only the list of its revisions (16 bytes +
-//! a flag each; no values), then sort the keys. Batches are then produced in key order by
-//! point lookups of the chosen revisions (the branch pages stay in the reader's page cache).
-//! Memory is proportional to the number of keys and revisions under the prefix, never to the
-//! value bytes; each batch is capped by count and by value bytes.
+//! The `key` bucket is ordered by revision, not by user key. An index pass streams over it and
+//! keeps, per user key under the prefix, only the list of its revisions (16 bytes + a flag each;
+//! no values), in key order. Batches are then produced in key order by point lookups of the
+//! chosen revisions (the branch pages stay in the reader's page cache).
+//!
+//! **Memory bound.** The index of one pass is capped at [`INDEX_BUDGET`] bytes (estimated as key
+//! length + a fixed per-key and per-revision overhead). When a pass would exceed it, the pass
+//! drops its largest keys and remembers the smallest dropped key as the chunk's exclusive upper
+//! bound: every key below it has all its revisions in the chunk. When the chunk is exhausted the
+//! next pass indexes `[bound, next bound)`. So peak memory is the budget plus one batch of values
+//! (capped at `MAX_BATCH_BYTES`) whatever the number of keys; a keyspace whose index exceeds the
+//! budget costs one more read of the `key` bucket per chunk (from the page cache). Then
+//! [`KvSource::estimate`] is an upper bound (revisions that are not tombstones), not exact.
 use super::bbolt::{BoltFile, Bucket};
 use super::etcd::{KvRef, MetaBucket, Revision, decode_raw_kv, parse_revision_key};
 use super::hash;
 use super::{NoReadProgress, ReadProgress, SnapshotError};
 use crate::source::{KvSource, RawKv, SourceError, SourceKind};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A batch stops growing past this many value bytes even if `batch_size` is not reached.
 const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Estimated bytes one index pass may hold (see the module doc). About 200,000 typical keys.
+pub const INDEX_BUDGET: usize = 24 << 20;
+
+/// Estimated heap cost of one indexed key besides its bytes (BTreeMap slot, two Vec headers,
+/// allocator overhead), and of one revision entry (with Vec growth slack).
+const KEY_OVERHEAD: usize = 112;
+const REV_COST: usize = 32;
 
 #[derive(Clone, Copy, Debug)]
 struct RevLoc {
@@ -42,14 +57,34 @@ pub struct SnapshotSource {
     key_bucket: Option<Bucket>,
     path: String,
     batch: usize,
+    prefix: Vec<u8>,
+    budget: usize,
+    /// The loaded chunk: keys `[chunk_lo, chunk_hi)` (None = unbounded).
     index: Vec<KeyRevs>,
+    chunk_lo: Option<Vec<u8>>,
+    chunk_hi: Option<Vec<u8>>,
     live: u64,
     history: u64,
     revision: i64,
+    /// Where the latest-state stream is: chunk lower bound, position in it, finished.
+    pos_lo: Option<Vec<u8>>,
     pos: usize,
+    live_done: bool,
+    hist_lo: Option<Vec<u8>>,
     hist_key: usize,
     hist_rev: usize,
+    hist_done: bool,
     notes: Vec<String>,
+}
+
+/// What one index pass yields.
+struct Pass {
+    keys: Vec<KeyRevs>,
+    /// Exclusive upper bound of the chunk when the budget cut it short.
+    hi: Option<Vec<u8>>,
+    last_main: i64,
+    /// Non-tombstone revisions under the prefix in the whole bucket (an upper bound of live keys).
+    puts: u64,
 }
 
 impl SnapshotSource {
@@ -64,6 +99,18 @@ impl SnapshotSource {
         path: &Path,
         prefix: &[u8],
         batch_size: usize,
+        progress: &dyn ReadProgress,
+    ) -> Result<Self, SnapshotError> {
+        Self::open_budget(path, prefix, batch_size, INDEX_BUDGET, progress)
+    }
+
+    /// [`SnapshotSource::open_with`] with an explicit index budget in bytes (tests use a tiny
+    /// one to exercise the multi-pass path).
+    pub fn open_budget(
+        path: &Path,
+        prefix: &[u8],
+        batch_size: usize,
+        budget: usize,
         progress: &dyn ReadProgress,
     ) -> Result<Self, SnapshotError> {
         let trailer = hash::check_trailer(path, progress)?;
@@ -106,10 +153,18 @@ impl SnapshotSource {
                     .into(),
             ));
         };
-        let (index, last_main) = build_index(&bolt, &kb, prefix, progress)?;
+        let pass = build_index(&bolt, &kb, prefix, None, budget, progress)?;
+        let last_main = pass.last_main;
+        let index = pass.keys;
         let key_bucket = Some(kb);
-        let live = index.iter().filter(|k| k.live().is_some()).count() as u64;
-        let history = index.iter().map(|k| history_revs(k).count() as u64).sum();
+        let (live, history) = if pass.hi.is_none() {
+            let live = index.iter().filter(|k| k.live().is_some()).count() as u64;
+            let history = index.iter().map(|k| history_revs(k).count() as u64).sum();
+            (live, history)
+        } else {
+            // Several chunks: exact counts would need every pass now; give upper bounds.
+            (pass.puts, pass.puts)
+        };
         let revision = last_main
             .max(meta.finished_compact_revision.unwrap_or(0))
             .max(meta.scheduled_compact_revision.unwrap_or(0));
@@ -118,15 +173,52 @@ impl SnapshotSource {
             key_bucket,
             path: path.display().to_string(),
             batch: batch_size.max(1),
+            prefix: prefix.to_vec(),
+            budget,
             index,
+            chunk_lo: None,
+            chunk_hi: pass.hi,
             live,
             history,
             revision,
+            pos_lo: None,
             pos: 0,
+            live_done: false,
+            hist_lo: None,
             hist_key: 0,
             hist_rev: 0,
+            hist_done: false,
             notes,
         })
+    }
+
+    /// Make the chunk starting at `lo` the loaded one (a new index pass unless it already is).
+    fn load_chunk(&mut self, lo: &Option<Vec<u8>>) -> Result<(), SnapshotError> {
+        if self.chunk_lo == *lo {
+            return Ok(());
+        }
+        self.index = Vec::new();
+        let bucket = self
+            .key_bucket
+            .as_ref()
+            .ok_or_else(|| self.bolt.corrupt("the key bucket vanished".into()))?;
+        let pass = build_index(
+            &self.bolt,
+            bucket,
+            &self.prefix,
+            lo.as_deref(),
+            self.budget,
+            &NoReadProgress,
+        )?;
+        self.index = pass.keys;
+        self.chunk_lo = lo.clone();
+        self.chunk_hi = pass.hi;
+        Ok(())
+    }
+
+    /// Whether the loaded chunk reaches the end of the key space.
+    fn chunk_is_last(&self) -> bool {
+        self.chunk_hi.is_none()
     }
 
     /// Live keys under the prefix.
@@ -206,17 +298,22 @@ fn read_meta(bolt: &BoltFile) -> Result<MetaBucket, SnapshotError> {
     Ok(m)
 }
 
-/// One pass over the `key` bucket: per user key under `prefix`, its revisions in order.
-/// Returns the index sorted by user key and the last main revision of the bucket.
+/// One pass over the `key` bucket: per user key under `prefix` and `>= lo`, its revisions in
+/// order, sorted by user key, cut at the budget (see the module doc).
 fn build_index(
     bolt: &BoltFile,
     bucket: &Bucket,
     prefix: &[u8],
+    lo: Option<&[u8]>,
+    budget: usize,
     progress: &dyn ReadProgress,
-) -> Result<(Vec<KeyRevs>, i64), SnapshotError> {
+) -> Result<Pass, SnapshotError> {
     progress.start("indexing revisions", bolt.tx_size());
-    let mut map: HashMap<Vec<u8>, Vec<RevLoc>> = HashMap::new();
+    let mut map: BTreeMap<Vec<u8>, Vec<RevLoc>> = BTreeMap::new();
+    let mut hi: Option<Vec<u8>> = None;
+    let mut used = 0usize;
     let mut last_main = 0;
+    let mut puts = 0u64;
     for e in bolt.cursor(bucket, bolt.new_visited()) {
         let e = e?;
         progress.advance((e.key().len() + e.value().len() + 16) as u64);
@@ -233,21 +330,42 @@ fn build_index(
         if kv.key.is_empty() || !kv.key.starts_with(prefix) {
             continue;
         }
+        if !tombstone {
+            puts += 1;
+        }
+        if lo.is_some_and(|lo| kv.key < lo) || hi.as_deref().is_some_and(|hi| kv.key >= hi) {
+            continue;
+        }
         let loc = RevLoc { rev, tombstone };
         match map.get_mut(kv.key) {
             Some(v) => v.push(loc),
             None => {
+                used += kv.key.len() + KEY_OVERHEAD;
                 map.insert(kv.key.to_vec(), vec![loc]);
             }
         }
+        used += REV_COST;
+        // Over budget: drop the largest keys (never the last one, so a chunk always advances);
+        // the smallest dropped key bounds the chunk.
+        while used > budget && map.len() > 1 {
+            let Some((k, revs)) = map.pop_last() else {
+                break;
+            };
+            used = used.saturating_sub(k.len() + KEY_OVERHEAD + REV_COST * revs.len());
+            hi = Some(k);
+        }
     }
     progress.finish();
-    let mut index: Vec<KeyRevs> = map
+    let keys = map
         .into_iter()
         .map(|(key, revs)| KeyRevs { key, revs })
         .collect();
-    index.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    Ok((index, last_main))
+    Ok(Pass {
+        keys,
+        hi,
+        last_main,
+        puts,
+    })
 }
 
 #[async_trait::async_trait]
@@ -266,8 +384,19 @@ impl KvSource for SnapshotSource {
     async fn next_batch(&mut self) -> Result<Option<Vec<RawKv>>, SourceError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        while self.pos < self.index.len() && out.len() < self.batch && bytes < MAX_BATCH_BYTES {
-            let k = &self.index[self.pos];
+        while !self.live_done && out.len() < self.batch && bytes < MAX_BATCH_BYTES {
+            let lo = self.pos_lo.clone();
+            self.load_chunk(&lo).map_err(|e| self.err(e))?;
+            let Some(k) = self.index.get(self.pos) else {
+                // This chunk is done: on to the next one, or the end.
+                if self.chunk_is_last() {
+                    self.live_done = true;
+                } else {
+                    self.pos_lo = self.chunk_hi.clone();
+                    self.pos = 0;
+                }
+                continue;
+            };
             self.pos += 1;
             if let Some(rev) = k.live() {
                 let kv = self.fetch(&k.key, rev).map_err(|e| self.err(e))?;
@@ -286,9 +415,19 @@ impl KvSource for SnapshotSource {
     async fn next_history_batch(&mut self) -> Result<Option<Vec<RawKv>>, SourceError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        while self.hist_key < self.index.len() && out.len() < self.batch && bytes < MAX_BATCH_BYTES
-        {
-            let k = &self.index[self.hist_key];
+        while !self.hist_done && out.len() < self.batch && bytes < MAX_BATCH_BYTES {
+            let lo = self.hist_lo.clone();
+            self.load_chunk(&lo).map_err(|e| self.err(e))?;
+            let Some(k) = self.index.get(self.hist_key) else {
+                if self.chunk_is_last() {
+                    self.hist_done = true;
+                } else {
+                    self.hist_lo = self.chunk_hi.clone();
+                    self.hist_key = 0;
+                    self.hist_rev = 0;
+                }
+                continue;
+            };
             let revs: Vec<Revision> = history_revs(k).skip(self.hist_rev).collect();
             let room = self.batch - out.len();
             let take = revs.len().min(room);

@@ -15,6 +15,14 @@ pub struct RawKv {
     pub lease: i64,
 }
 
+/// A value may be a plaintext Secret (identity storage): wipe it when the record goes away, so
+/// no copy of it lingers in freed memory.
+impl Drop for RawKv {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.value);
+    }
+}
+
 impl std::fmt::Debug for RawKv {
     /// Never prints the value (it may be plaintext).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -451,7 +451,7 @@ async fn manifest_driven_connection_reads_the_apiservers_prefix() {
         10,
     );
     let batch = src.next_batch().await.expect("batch").expect("some");
-    let keys: BTreeSet<Vec<u8>> = batch.into_iter().map(|kv| kv.key).collect();
+    let keys: BTreeSet<Vec<u8>> = batch.into_iter().map(|kv| kv.key.clone()).collect();
     assert_eq!(keys, BTreeSet::from([b"/custom/secrets/ns/a".to_vec()]));
 }
 

@@ -702,6 +702,19 @@ async fn concurrent_writer_never_loses_writes() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn atrest");
+    // Drain stdout/stderr while it runs: a JSON document larger than the pipe buffer would
+    // otherwise block the child on its final write and the writer loop would run to its bound.
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out_thread = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err_thread = drain(child.stderr.take().map(|r| Box::new(r) as _));
 
     let mut client = etcd.new_client().await;
     let mut generation = 1u32;
@@ -745,7 +758,12 @@ async fn concurrent_writer_never_loses_writes() {
         updates += 1;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let out = child.wait_with_output().expect("wait");
+    let status = child.wait().expect("wait");
+    let out = std::process::Output {
+        status,
+        stdout: out_thread.join().expect("stdout reader"),
+        stderr: err_thread.join().expect("stderr reader"),
+    };
     assert!(
         updates > 20,
         "writer made only {updates} updates during the rotation"

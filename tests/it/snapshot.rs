@@ -154,6 +154,43 @@ fn live_state_matches_manifest() {
     }
 }
 
+/// The bounded index (several key-range passes when the index exceeds its budget) yields exactly
+/// what one pass does: same keys, same order, same revisions, latest state and history.
+#[test]
+fn bounded_index_passes_equal_one_pass() {
+    use atrest::snapshot::NoReadProgress;
+    let file = fixture("public-v34.db");
+    let digest = |kvs: &[atrest::source::RawKv]| -> Vec<(String, i64, String)> {
+        kvs.iter()
+            .map(|k| {
+                (
+                    String::from_utf8_lossy(&k.key).into_owned(),
+                    k.mod_revision,
+                    sha_hex(&k.value),
+                )
+            })
+            .collect()
+    };
+    let mut one = SnapshotSource::open(&file, b"/registry/", 7).expect("opens");
+    let (live1, hist1) = (drain_latest(&mut one), drain_history(&mut one));
+    assert!(live1.len() > 10 && !hist1.is_empty(), "fixture too small");
+    // 1 byte: every pass keeps a single key; 2 KiB: a few keys per pass.
+    for budget in [1usize, 2048] {
+        let mut many =
+            SnapshotSource::open_budget(&file, b"/registry/", 7, budget, &NoReadProgress)
+                .expect("opens");
+        let est = block_on(many.estimate()).expect("estimate").expect("some");
+        assert!(est >= live1.len() as u64, "estimate is an upper bound");
+        let (live, hist) = (drain_latest(&mut many), drain_history(&mut many));
+        assert_eq!(
+            digest(&live),
+            digest(&live1),
+            "budget {budget}: latest state"
+        );
+        assert_eq!(digest(&hist), digest(&hist1), "budget {budget}: history");
+    }
+}
+
 #[test]
 fn prefix_filters_and_history_holds_plaintext_revision() {
     let manifest = json("public-v34.keys.json");
@@ -647,7 +684,7 @@ mod real_etcd {
             assert!(b.len() <= 64);
             got.extend(b.into_iter().map(|kv| {
                 (
-                    kv.key,
+                    kv.key.clone(),
                     sha(&kv.value),
                     kv.create_revision,
                     kv.mod_revision,
@@ -736,7 +773,7 @@ mod real_etcd {
             while let Ok(Some(b)) = m.next_batch().await {
                 keys.extend(
                     b.into_iter()
-                        .map(|kv| (kv.key, sha(&kv.value), kv.mod_revision)),
+                        .map(|kv| (kv.key.clone(), sha(&kv.value), kv.mod_revision)),
                 );
             }
             let want_keys: Vec<_> = want
