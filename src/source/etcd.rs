@@ -258,6 +258,12 @@ impl Fetch {
     async fn run(mut self, tx: mpsc::Sender<Result<Page, SourceError>>) {
         let mut pending_note = None;
         loop {
+            // Wait for room in the channel before fetching: a fetched page is never held
+            // while blocked on a full channel (one page less in memory; the fetch still
+            // overlaps the consumer judging the previous page).
+            let Ok(permit) = tx.reserve().await else {
+                return; // the consumer went away
+            };
             let resp = match self.fetch_page().await {
                 Ok(r) => r,
                 Err(PageError::Compacted) => {
@@ -276,13 +282,13 @@ impl Fetch {
                             r
                         }
                         Err(e) => {
-                            let _ = tx.send(Err(self.error(e))).await;
+                            permit.send(Err(self.error(e)));
                             return;
                         }
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(self.error(e))).await;
+                    permit.send(Err(self.error(e)));
                     return;
                 }
             };
@@ -309,9 +315,7 @@ impl Fetch {
                 revision: self.revision,
                 note: pending_note.take(),
             };
-            if tx.send(Ok(page)).await.is_err() {
-                return; // the consumer went away
-            }
+            permit.send(Ok(page));
             if !more {
                 return;
             }
