@@ -84,6 +84,20 @@ impl EtcdHash {
     }
 }
 
+/// The length of the bbolt database in `path`: the whole file, or without the 32-byte trailer
+/// when [`check_trailer`] found one. `None` means "the whole file" (no trailer).
+pub fn body_len(path: &Path, trailer: &TrailerCheck) -> Result<Option<u64>, SnapshotError> {
+    let file_len = std::fs::metadata(path)
+        .map_err(|source| SnapshotError::Io {
+            path: path.display().to_string(),
+            source,
+        })?
+        .len();
+    Ok(trailer
+        .present
+        .then(|| file_len.saturating_sub(TRAILER_LEN)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

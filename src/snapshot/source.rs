@@ -128,15 +128,7 @@ impl SnapshotSource {
                 path.display()
             )),
         }
-        let len = std::fs::metadata(path)
-            .map_err(|source| SnapshotError::Io {
-                path: path.display().to_string(),
-                source,
-            })?
-            .len();
-        let body = trailer
-            .present
-            .then(|| len.saturating_sub(hash::TRAILER_LEN));
+        let body = hash::body_len(path, &trailer)?;
         let bolt = BoltFile::open(path, body)?;
         for m in bolt.metas() {
             if let Some(p) = &m.problem {
