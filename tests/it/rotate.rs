@@ -913,50 +913,6 @@ async fn sigkill_at_random_points_then_resume() {
     journal_hygiene(&journal, &[&k1, &k2]);
 }
 
-/// Throughput check (ignored by default: run with `--ignored` on an idle machine): 20k
-/// secrets identity → aesgcm, prints objects/s.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn throughput_20k() {
-    let etcd = Etcd::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (id, k2) = (Prov::new("identity", ""), Prov::new("aesgcm", "k2"));
-    let after = write_config(dir.path(), "after.yaml", &[&k2, &id]);
-    let ks: Vec<String> = (0..20_000)
-        .map(|i| format!("/registry/secrets/ns{}/s{i:06}", i % 50))
-        .collect();
-    etcd.put_many(ks.iter().map(|k| (k.clone(), plaintext(k, 0))))
-        .await;
-    let t0 = Instant::now();
-    let mut cmd = rotate_cmd(&etcd, &after, "/registry");
-    // ATREST_BENCH_BIN=target/release/atrest measures an optimized build.
-    if let Some(bin) = std::env::var_os("ATREST_BENCH_BIN") {
-        cmd = assert_cmd::Command::new(bin);
-        cmd.arg("rotate")
-            .args(etcd.atrest_conn_args())
-            .arg("--encryption-provider-config")
-            .arg(&after)
-            .args(["--prefix", "/registry", "--no-progress"]);
-        if let Ok(extra) = std::env::var("ATREST_BENCH_ARGS") {
-            cmd.args(extra.split_whitespace());
-        }
-    }
-    let out = cmd
-        .arg("--journal")
-        .arg(dir.path().join("j.jsonl"))
-        .args(["-o", "json"])
-        .output()
-        .expect("run");
-    let wall = t0.elapsed();
-    let doc = json_out(&out);
-    assert_eq!(doc["this_run"]["rewritten"], 20_000, "{doc}");
-    eprintln!(
-        "rotate: {} objects/s (rotation only), {:.2}s wall incl. connect + verification",
-        doc["objects_per_second"],
-        wall.as_secs_f64()
-    );
-}
-
 /// The compare-and-swap path, deterministically: a key changed between read and commit is
 /// re-read and re-classified; a newer current value is kept; a deleted key is not recreated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
