@@ -149,9 +149,10 @@ pub async fn connect(opts: &ConnectOptions) -> Result<etcd_client::Client, Conne
 
     let dial = non_zero(opts.dial_timeout, Duration::from_secs(2));
     if endpoints.len() == 1 {
-        return probe(endpoints.clone(), options, dial)
-            .await
-            .map_err(|e| e.describe(&ctx));
+        return match probe(endpoints.clone(), options, dial).await {
+            Ok(client) => Ok(client),
+            Err(e) => Err(e.describe(&ctx).await),
+        };
     }
     // etcd-client balances over all endpoints and fails a request when the member it picked is
     // down; etcdctl tolerates dead members. Probe each endpoint and keep those that answer.
@@ -178,7 +179,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<etcd_client::Client, Conne
                     endpoints: vec![ep.clone()],
                     ..ctx.clone()
                 };
-                failures.push(e.describe(&one));
+                failures.push(e.describe(&one).await);
             }
         }
     }
@@ -199,9 +200,10 @@ pub async fn connect(opts: &ConnectOptions) -> Result<etcd_client::Client, Conne
         endpoints: live.clone(),
         ..ctx.clone()
     };
-    probe(live, options, dial)
-        .await
-        .map_err(|e| e.describe(&live_ctx))
+    match probe(live, options, dial).await {
+        Ok(client) => Ok(client),
+        Err(e) => Err(e.describe(&live_ctx).await),
+    }
 }
 
 /// Why one connection attempt failed.
@@ -211,9 +213,18 @@ enum ProbeError {
 }
 
 impl ProbeError {
-    fn describe(&self, ctx: &ErrorContext) -> ConnectError {
+    async fn describe(&self, ctx: &ErrorContext) -> ConnectError {
         match self {
-            ProbeError::Etcd(e) => describe_error(e, ctx, "connect"),
+            ProbeError::Etcd(e) => {
+                let described = describe_error(e, ctx, "connect");
+                if matches!(described, ConnectError::Tls(_))
+                    && looks_like_closed_after_handshake(&error_chain_text(e))
+                    && let Some(plain) = answers_plain_http(ctx).await
+                {
+                    return plain;
+                }
+                described
+            }
             ProbeError::Timeout(dial) => ConnectError::Unreachable(format!(
                 "no answer from etcd at {} within --dial-timeout {}: is etcd listening there and \
                  reachable (firewall, port)? On a slow network raise --dial-timeout",
@@ -222,6 +233,33 @@ impl ProbeError {
             )),
         }
     }
+}
+
+/// A TLS server that rejects our client certificate and a plain-http server that drops a
+/// ClientHello look the same from the handshake (the connection is closed or reset), and
+/// which one answers depends on timing. Tell them apart by asking the same address over plain
+/// http: an unauthenticated status call, no credentials, nothing read. `Some` when it answers.
+async fn answers_plain_http(ctx: &ErrorContext) -> Option<ConnectError> {
+    let plain: Vec<String> = ctx
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            e.strip_prefix("https://")
+                .map(|rest| format!("http://{rest}"))
+        })
+        .collect();
+    if plain.is_empty() {
+        return None;
+    }
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(non_zero(ctx.dial_timeout, Duration::from_secs(2)));
+    let dial = non_zero(ctx.dial_timeout, Duration::from_secs(2)).min(Duration::from_secs(5));
+    probe(plain, options, dial).await.ok()?;
+    Some(ConnectError::Tls(format!(
+        "TLS handshake with {} failed: the server does not speak TLS there (it answers plain \
+         http); if that is intended, use http:// with --insecure-transport (never in production)",
+        ctx.endpoints_text()
+    )))
 }
 
 /// Connect (and log in) and make one status call, all within `dial`.
