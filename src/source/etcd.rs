@@ -16,6 +16,15 @@
 //! [`ADAPTIVE_PAGE_BYTES`] of key+value bytes per page (from the average object size seen so
 //! far), capped at [`ADAPTIVE_MAX_KEYS`]; memory stays bounded at about three such pages.
 //! [`EtcdSource::new`] keeps an exact, fixed number of keys per page.
+//!
+//! Windows: the walk covers `[start, range_end)` of the request, so each request is also given
+//! a nearer end — the end of the key subtree (a prefix of the start key) that the previous page
+//! suggests holds about one page: the common prefix of that page's first and last keys. When a
+//! window is exhausted (`more` is false short of the scan's end) the next request starts at
+//! the window's end, in the sibling subtree, widening by whole bytes of prefix when pages come
+//! back short. Requests still tile `[prefix, range_end)` exactly, so no key is skipped or read
+//! twice, and etcd's work per page becomes proportional to the window instead of to the rest of
+//! the keyspace (etcd 3.5+ stops its walk at the limit; the windows cost it nothing).
 use std::time::Duration;
 
 use etcd_client::{GetOptions, KvClient};
@@ -151,6 +160,8 @@ impl EtcdSource {
             adaptive: self.adaptive,
             max_limit: ADAPTIVE_MAX_KEYS,
             revision: self.revision,
+            window: None,
+            short_streak: 0,
         };
         self.fetcher = Some(tokio::spawn(fetch.run(tx)));
         self.pages = Some(rx);
@@ -252,9 +263,23 @@ struct Fetch {
     max_limit: i64,
     /// Pinned revision; 0 = take the latest with the first page.
     revision: i64,
+    /// Length of the prefix of `next_key` whose subtree bounds the next request; `None`: the
+    /// request runs to `range_end` (see the module comment).
+    window: Option<usize>,
+    /// Consecutive windows that came back less than half full (widening goes faster each time).
+    short_streak: u32,
 }
 
 impl Fetch {
+    /// Where the next request ends: the end of `next_key`'s subtree at the window depth, or
+    /// `range_end` when there is no window or the subtree reaches past it.
+    fn request_end(&self) -> Vec<u8> {
+        match self.window {
+            Some(depth) => window_end(&self.next_key, depth, &self.range_end),
+            None => self.range_end.clone(),
+        }
+    }
+
     async fn run(mut self, tx: mpsc::Sender<Result<Page, SourceError>>) {
         let mut pending_note = None;
         loop {
@@ -273,7 +298,7 @@ impl Fetch {
                     self.revision = 0;
                     match self.fetch_page().await {
                         Ok(r) => {
-                            let new = r.header().map(|h| h.revision()).unwrap_or(0);
+                            let new = r.0.header().map(|h| h.revision()).unwrap_or(0);
                             let from = self.last_key.as_deref().unwrap_or(&self.next_key);
                             pending_note = Some(format!(
                                 "revision {old} was compacted during the scan; continued at {new} from key {}",
@@ -292,31 +317,55 @@ impl Fetch {
                     return;
                 }
             };
-            let mut resp = resp;
+            let (mut resp, end) = resp;
             if self.revision == 0 {
                 self.revision = resp.header().map(|h| h.revision()).unwrap_or(0);
             }
             let more = resp.more();
             let kvs: Vec<RawKv> = resp.take_kvs().into_iter().map(raw_kv).collect();
-            let Some(last) = kvs.last() else {
-                return; // nothing (more) in range
+            let limit = self.limit;
+            if let Some(last) = kvs.last() {
+                self.last_key = Some(last.key.clone());
+            }
+            let finished = match (kvs.first(), kvs.last()) {
+                (Some(first), Some(last)) if more => {
+                    // A full page: go on after it, in a window about as wide as this page.
+                    self.next_key = key_after(&last.key);
+                    self.window = (limit > 1).then(|| common_prefix_len(&first.key, &last.key));
+                    self.short_streak = 0;
+                    false
+                }
+                _ if end == self.range_end => true,
+                _ => {
+                    // The window is exhausted: continue in the sibling subtree, wider if this
+                    // one held less than half a page.
+                    self.next_key = end;
+                    if i64::try_from(kvs.len()).unwrap_or(i64::MAX) < limit / 2 {
+                        self.short_streak += 1;
+                        let step = 1usize << (self.short_streak - 1).min(16);
+                        self.window = self.window.map(|d| d.saturating_sub(step));
+                    } else {
+                        self.short_streak = 0;
+                    }
+                    false
+                }
             };
-            self.next_key = key_after(&last.key);
-            self.last_key = Some(last.key.clone());
-            if self.adaptive {
+            if self.adaptive && !kvs.is_empty() {
                 let bytes: u64 = kvs
                     .iter()
                     .map(|kv| (kv.key.len() + kv.value.len()) as u64)
                     .sum();
                 self.limit = next_adaptive_limit(self.limit, kvs.len(), bytes, self.max_limit);
             }
-            let page = Page {
-                kvs,
-                revision: self.revision,
-                note: pending_note.take(),
-            };
-            permit.send(Ok(page));
-            if !more {
+            if !kvs.is_empty() {
+                let page = Page {
+                    kvs,
+                    revision: self.revision,
+                    note: pending_note.take(),
+                };
+                permit.send(Ok(page));
+            }
+            if finished {
                 return;
             }
         }
@@ -324,17 +373,19 @@ impl Fetch {
 
     /// One range request, retried on transient errors and shrunk when the page is larger
     /// than the response limit.
-    async fn fetch_page(&mut self) -> Result<etcd_client::GetResponse, PageError> {
+    /// Also returns the end the request used.
+    async fn fetch_page(&mut self) -> Result<(etcd_client::GetResponse, Vec<u8>), PageError> {
         let mut attempt = 0;
+        let end = self.request_end();
         loop {
             let mut opts = GetOptions::new()
-                .with_range(self.range_end.clone())
+                .with_range(end.clone())
                 .with_limit(self.limit);
             if self.revision > 0 {
                 opts = opts.with_revision(self.revision);
             }
             let err = match self.kv.get(self.next_key.clone(), Some(opts)).await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => return Ok((resp, end)),
                 Err(e) => e,
             };
             let (code, message) = match &err {
@@ -441,6 +492,28 @@ fn key_after(key: &[u8]) -> Vec<u8> {
     next
 }
 
+/// Length of the common prefix of `a` and `b`.
+fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The end of the window at `depth` from `from`: the end of the subtree of keys starting with
+/// `from[..depth]`, or `range_end` if that subtree reaches past it (or has no end below the
+/// top of the keyspace). Always greater than `from` unless it is `range_end`.
+fn window_end(from: &[u8], depth: usize, range_end: &[u8]) -> Vec<u8> {
+    let Some(stem) = from.get(..depth.min(from.len())).filter(|s| !s.is_empty()) else {
+        return range_end.to_vec();
+    };
+    let end = prefix_end(stem);
+    let unbounded = end == [0];
+    let past_range = range_end != [0] && end.as_slice() >= range_end;
+    if unbounded || past_range {
+        range_end.to_vec()
+    } else {
+        end
+    }
+}
+
 /// The end of the range covering every key starting with `prefix` (etcd's `GetPrefixRangeEnd`):
 /// the prefix with its last byte below 0xff incremented; `"\0"` (all keys) if there is none.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -480,6 +553,40 @@ mod tests {
         // A lowered ceiling (after a too-large response) holds.
         assert_eq!(next_adaptive_limit(100, 100, 100 * 10, 150), 150);
         assert_eq!(next_adaptive_limit(7, 0, 0, 10_000), 7);
+    }
+
+    #[test]
+    fn windows_end_at_the_subtree_within_the_range() {
+        let range_end = prefix_end(b"/registry/");
+        let from = b"/registry/secrets/ns-42/s-0123";
+        assert_eq!(
+            window_end(from, 23, &range_end),
+            b"/registry/secrets/ns-43".to_vec()
+        );
+        assert_eq!(
+            window_end(from, 24, &range_end),
+            b"/registry/secrets/ns-420".to_vec()
+        );
+        // Depth past the key: the whole key is the stem (its extensions).
+        assert_eq!(
+            window_end(from, 99, &range_end),
+            b"/registry/secrets/ns-42/s-0124".to_vec()
+        );
+        // Shallower than the scan prefix, or no stem at all: the scan's own end.
+        assert_eq!(window_end(from, 5, &range_end), range_end);
+        assert_eq!(window_end(from, 0, &range_end), range_end);
+        // A stem of 0xff bytes has no end below the top of the keyspace.
+        assert_eq!(window_end(b"\xff\xffa", 2, &[0]), vec![0]);
+        assert_eq!(window_end(b"a\xff", 2, &[0]), b"b".to_vec());
+        for depth in 0..from.len() {
+            let end = window_end(from, depth, &range_end);
+            assert!(
+                end.as_slice() > from.as_slice() && end <= range_end,
+                "{depth}"
+            );
+        }
+        assert_eq!(common_prefix_len(b"/a/b1", b"/a/c"), 3);
+        assert_eq!(common_prefix_len(b"/a", b"/a/c"), 2);
     }
 
     #[test]
