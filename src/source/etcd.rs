@@ -25,6 +25,7 @@
 //! back short. Requests still tile `[prefix, range_end)` exactly, so no key is skipped or read
 //! twice, and etcd's work per page becomes proportional to the window instead of to the rest of
 //! the keyspace (etcd 3.5+ stops its walk at the limit; the windows cost it nothing).
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use etcd_client::{GetOptions, KvClient};
@@ -146,23 +147,19 @@ impl EtcdSource {
 
     fn start_fetcher(&mut self) {
         let (tx, rx) = mpsc::channel(1);
-        let fetch = Fetch {
-            kv: self.kv.clone(),
-            ctx: ErrorContext {
+        let fetch = Fetch::new(
+            self.kv.clone(),
+            ErrorContext {
                 endpoints: self.endpoints.clone(),
                 ..Default::default()
             },
-            prefix: self.prefix.clone(),
-            range_end: self.range_end.clone(),
-            next_key: self.first_key(),
-            last_key: None,
-            limit: self.page_size,
-            adaptive: self.adaptive,
-            max_limit: ADAPTIVE_MAX_KEYS,
-            revision: self.revision,
-            window: None,
-            short_streak: 0,
-        };
+            self.prefix.clone(),
+            self.range_end.clone(),
+            self.first_key(),
+            self.page_size,
+            self.adaptive,
+            self.revision,
+        );
         self.fetcher = Some(tokio::spawn(fetch.run(tx)));
         self.pages = Some(rx);
     }
@@ -246,14 +243,20 @@ impl KvSource for EtcdSource {
     }
 }
 
+/// Range requests the fetcher keeps in flight, each for its own window (see the module
+/// comment). Two let etcd serve one window while the previous response is decoded here.
+const IN_FLIGHT: usize = 2;
+
 /// The state of the background page fetcher.
 struct Fetch {
     kv: KvClient,
     ctx: ErrorContext,
     prefix: Vec<u8>,
     range_end: Vec<u8>,
-    /// Where the next page starts (inclusive).
-    next_key: Vec<u8>,
+    /// Start of the first window not yet queued; `None` once the queue reaches `range_end`.
+    frontier: Option<Vec<u8>>,
+    /// Queued windows in key order; together with `frontier` they tile what is left to read.
+    queue: VecDeque<Window>,
     /// The last key handed to the consumer (the continuation point after a compaction).
     last_key: Option<Vec<u8>>,
     limit: i64,
@@ -261,95 +264,170 @@ struct Fetch {
     adaptive: bool,
     /// Adaptive ceiling; lowered below a limit whose response was too large.
     max_limit: i64,
-    /// Pinned revision; 0 = take the latest with the first page.
+    /// Pinned revision; 0 = take the latest with the first response (one request at a time
+    /// until then, so every window is read at the same revision).
     revision: i64,
-    /// Length of the prefix of `next_key` whose subtree bounds the next request; `None`: the
-    /// request runs to `range_end` (see the module comment).
-    window: Option<usize>,
-    /// Consecutive windows that came back less than half full (widening goes faster each time).
-    short_streak: u32,
+    /// Length of the prefix of a window's start whose subtree bounds the window; `None`: the
+    /// window runs to `range_end`.
+    depth: Option<usize>,
+}
+
+/// One window `[start, end)` of the range and, once requested, its range request.
+struct Window {
+    start: Vec<u8>,
+    end: Vec<u8>,
+    /// The depth it was cut at when requested.
+    depth: Option<usize>,
+    request: Option<tokio::task::JoinHandle<Result<etcd_client::GetResponse, PageError>>>,
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            request.abort();
+        }
+    }
 }
 
 impl Fetch {
-    /// Where the next request ends: the end of `next_key`'s subtree at the window depth, or
-    /// `range_end` when there is no window or the subtree reaches past it.
-    fn request_end(&self) -> Vec<u8> {
-        match self.window {
-            Some(depth) => window_end(&self.next_key, depth, &self.range_end),
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        kv: KvClient,
+        ctx: ErrorContext,
+        prefix: Vec<u8>,
+        range_end: Vec<u8>,
+        first_key: Vec<u8>,
+        limit: i64,
+        adaptive: bool,
+        revision: i64,
+    ) -> Self {
+        Fetch {
+            kv,
+            ctx,
+            prefix,
+            range_end,
+            frontier: Some(first_key),
+            queue: VecDeque::new(),
+            last_key: None,
+            limit,
+            adaptive,
+            max_limit: ADAPTIVE_MAX_KEYS,
+            revision,
+            depth: None,
+        }
+    }
+
+    /// The end of the window starting at `start` at the current depth.
+    fn window_end(&self, start: &[u8]) -> Vec<u8> {
+        match self.depth {
+            Some(depth) => window_end(start, depth, &self.range_end),
             None => self.range_end.clone(),
         }
     }
 
+    /// Queue windows from the frontier and start the requests of the first few, up to
+    /// [`IN_FLIGHT`] (one until the revision is pinned).
+    fn fill(&mut self) {
+        let in_flight = if self.revision > 0 { IN_FLIGHT } else { 1 };
+        while self.queue.len() < in_flight {
+            let Some(start) = self.frontier.take() else {
+                break;
+            };
+            let end = self.window_end(&start);
+            if end != self.range_end {
+                self.frontier = Some(end.clone());
+            }
+            self.queue.push_back(Window {
+                start,
+                end,
+                depth: self.depth,
+                request: None,
+            });
+        }
+        for i in 0..self.queue.len().min(in_flight) {
+            if self.queue[i].request.is_some() {
+                continue;
+            }
+            // Queued earlier, perhaps when windows were wider: cut it to the current depth
+            // now, queueing the rest right after it.
+            let split = self.window_end(&self.queue[i].start);
+            if split != self.queue[i].end && before_end(&split, &self.queue[i].end, &self.range_end)
+            {
+                let tail = Window {
+                    start: split.clone(),
+                    end: std::mem::replace(&mut self.queue[i].end, split),
+                    depth: self.depth,
+                    request: None,
+                };
+                self.queue.insert(i + 1, tail);
+            }
+            self.queue[i].depth = self.depth;
+            let (start, end) = (self.queue[i].start.clone(), self.queue[i].end.clone());
+            self.queue[i].request = Some(tokio::spawn(range(
+                self.kv.clone(),
+                start,
+                end,
+                self.limit,
+                self.revision,
+            )));
+        }
+    }
+
     async fn run(mut self, tx: mpsc::Sender<Result<Page, SourceError>>) {
-        let mut pending_note = None;
+        let mut pending_note: Option<(i64, Vec<u8>)> = None;
         loop {
-            // Wait for room in the channel before fetching: a fetched page is never held
-            // while blocked on a full channel (one page less in memory; the fetch still
-            // overlaps the consumer judging the previous page).
+            self.fill();
+            let Some(mut window) = self.queue.pop_front() else {
+                return; // every window read
+            };
+            // Wait for room in the channel before taking the response: at most IN_FLIGHT
+            // responses, the queued page and the consumer's are alive at once.
             let Ok(permit) = tx.reserve().await else {
                 return; // the consumer went away
             };
-            let resp = match self.fetch_page().await {
-                Ok(r) => r,
-                Err(PageError::Compacted) => {
+            let outcome = match window.request.take() {
+                Some(request) => match request.await {
+                    Ok(outcome) => outcome,
+                    Err(e) => Err(PageError::Task(e.to_string())),
+                },
+                None => Err(PageError::Task("window was not requested".into())),
+            };
+            let mut resp = match outcome {
+                Ok(resp) => resp,
+                Err(PageError::Compacted) if self.revision > 0 => {
                     // Our pinned revision is gone: read the rest at the current one, starting
-                    // exactly where we stopped, so no key is read twice or skipped.
-                    let old = self.revision;
+                    // exactly where we stopped (windows already read at the old revision but
+                    // not handed over are read again), so no key is read twice or skipped.
+                    let from = self
+                        .last_key
+                        .clone()
+                        .unwrap_or_else(|| window.start.clone());
+                    pending_note = Some((self.revision, from));
                     self.revision = 0;
-                    match self.fetch_page().await {
-                        Ok(r) => {
-                            let new = r.0.header().map(|h| h.revision()).unwrap_or(0);
-                            let from = self.last_key.as_deref().unwrap_or(&self.next_key);
-                            pending_note = Some(format!(
-                                "revision {old} was compacted during the scan; continued at {new} from key {}",
-                                String::from_utf8_lossy(from)
-                            ));
-                            r
-                        }
-                        Err(e) => {
-                            permit.send(Err(self.error(e)));
-                            return;
-                        }
-                    }
+                    self.restart_at(window.start.clone());
+                    continue;
+                }
+                Err(PageError::TooLarge) if self.limit > 1 => {
+                    // A page of big values (up to 1.5 MiB each) exceeded the response limit:
+                    // the same window again with half as many keys, and never grow back into
+                    // a size that was just refused.
+                    self.limit = (self.limit / 2).max(1);
+                    self.max_limit = self.max_limit.min(self.limit);
+                    self.restart_at(window.start.clone());
+                    continue;
                 }
                 Err(e) => {
                     permit.send(Err(self.error(e)));
                     return;
                 }
             };
-            let (mut resp, end) = resp;
             if self.revision == 0 {
                 self.revision = resp.header().map(|h| h.revision()).unwrap_or(0);
             }
             let more = resp.more();
+            let count = resp.count();
             let kvs: Vec<RawKv> = resp.take_kvs().into_iter().map(raw_kv).collect();
-            let limit = self.limit;
-            if let Some(last) = kvs.last() {
-                self.last_key = Some(last.key.clone());
-            }
-            let finished = match (kvs.first(), kvs.last()) {
-                (Some(first), Some(last)) if more => {
-                    // A full page: go on after it, in a window about as wide as this page.
-                    self.next_key = key_after(&last.key);
-                    self.window = (limit > 1).then(|| common_prefix_len(&first.key, &last.key));
-                    self.short_streak = 0;
-                    false
-                }
-                _ if end == self.range_end => true,
-                _ => {
-                    // The window is exhausted: continue in the sibling subtree, wider if this
-                    // one held less than half a page.
-                    self.next_key = end;
-                    if i64::try_from(kvs.len()).unwrap_or(i64::MAX) < limit / 2 {
-                        self.short_streak += 1;
-                        let step = 1usize << (self.short_streak - 1).min(16);
-                        self.window = self.window.map(|d| d.saturating_sub(step));
-                    } else {
-                        self.short_streak = 0;
-                    }
-                    false
-                }
-            };
+            self.after_window(&window, &kvs, more, count);
             if self.adaptive && !kvs.is_empty() {
                 let bytes: u64 = kvs
                     .iter()
@@ -357,79 +435,143 @@ impl Fetch {
                     .sum();
                 self.limit = next_adaptive_limit(self.limit, kvs.len(), bytes, self.max_limit);
             }
+            if let Some(last) = kvs.last() {
+                self.last_key = Some(last.key.clone());
+            }
             if !kvs.is_empty() {
-                let page = Page {
+                let note = pending_note.take().map(|(old, from)| {
+                    format!(
+                        "revision {old} was compacted during the scan; continued at {} from key {}",
+                        self.revision,
+                        String::from_utf8_lossy(&from)
+                    )
+                });
+                permit.send(Ok(Page {
                     kvs,
                     revision: self.revision,
-                    note: pending_note.take(),
-                };
-                permit.send(Ok(page));
-            }
-            if finished {
-                return;
+                    note,
+                }));
             }
         }
     }
 
-    /// One range request, retried on transient errors and shrunk when the page is larger
-    /// than the response limit.
-    /// Also returns the end the request used.
-    async fn fetch_page(&mut self) -> Result<(etcd_client::GetResponse, Vec<u8>), PageError> {
-        let mut attempt = 0;
-        let end = self.request_end();
-        loop {
-            let mut opts = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(self.limit);
-            if self.revision > 0 {
-                opts = opts.with_revision(self.revision);
-            }
-            let err = match self.kv.get(self.next_key.clone(), Some(opts)).await {
-                Ok(resp) => return Ok((resp, end)),
-                Err(e) => e,
+    /// Drop every queued window and go on from `start` (which must be where the next unread
+    /// key can be).
+    fn restart_at(&mut self, start: Vec<u8>) {
+        self.queue.clear();
+        self.frontier = Some(start);
+    }
+
+    /// Re-plan after `window` answered with `kvs` (`more`: the window holds more keys;
+    /// `count`: how many keys the window held in all).
+    ///
+    /// Windows aim at a quarter page to two pages each, so that the next window's request can
+    /// be in flight while this one is decoded. A window that held more than two pages makes
+    /// later windows one byte of prefix narrower than it was (or as narrow as this page's
+    /// spread, the common prefix of its first and last keys, if that is narrower still). A
+    /// whole subtree that held less than a quarter page makes them one byte wider than it was;
+    /// the rest of a subtree (a window starting inside one) says nothing about its siblings.
+    fn after_window(&mut self, window: &Window, kvs: &[RawKv], more: bool, count: i64) {
+        let limit = self.limit.max(1);
+        if count > limit.saturating_mul(2) && limit > 1 {
+            let spread = match (kvs.first(), kvs.last()) {
+                (Some(first), Some(last)) => common_prefix_len(&first.key, &last.key),
+                _ => 0,
             };
-            let (code, message) = match &err {
-                etcd_client::Error::GRpcStatus(s) => (Some(s.code()), s.message().to_string()),
-                other => (None, other.to_string()),
-            };
-            if message.contains("required revision has been compacted") {
-                return Err(PageError::Compacted);
-            }
-            if message.contains("message length too large") && self.limit > 1 {
-                // A page of big values (up to 1.5 MiB each) exceeded the response limit.
-                self.limit = (self.limit / 2).max(1);
-                // Do not grow back into a size that was just refused.
-                self.max_limit = self.max_limit.min(self.limit);
-                continue;
-            }
-            let transient = matches!(
-                code,
-                Some(tonic::Code::Unavailable)
-                    | Some(tonic::Code::DeadlineExceeded)
-                    | Some(tonic::Code::Aborted)
-            ) && !message.contains("invalid peer certificate");
-            attempt += 1;
-            if !transient || attempt >= PAGE_ATTEMPTS {
-                return Err(PageError::Etcd(err));
-            }
-            tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt - 1)).await;
+            let narrower = window.depth.map_or(spread, |d| (d + 1).max(spread));
+            self.depth = Some(self.depth.map_or(narrower, |d| d.max(narrower)));
+        } else if count < (limit / 4).max(1)
+            && let Some(d) = window.depth
+            && window.start.len() <= d
+        {
+            let wider = d.saturating_sub(1);
+            self.depth = Some(self.depth.map_or(wider, |cur| cur.min(wider)));
+        }
+        if !more {
+            return; // the window is exhausted; its sibling is queued or is the frontier
+        }
+        let Some(last) = kvs.last() else {
+            return;
+        };
+        // The rest of this window comes first (`fill` cuts it to the current depth).
+        let rest = key_after(&last.key);
+        if before_end(&rest, &window.end, &self.range_end) {
+            self.queue.push_front(Window {
+                start: rest,
+                end: window.end.clone(),
+                depth: self.depth,
+                request: None,
+            });
         }
     }
 
     fn error(&self, e: PageError) -> SourceError {
         match e {
             PageError::Etcd(e) => source_error(&e, &self.ctx, &self.prefix),
-            PageError::Compacted => SourceError(format!(
-                "etcd at {}: reading {} failed: the revision was compacted again while continuing",
-                self.ctx.endpoints.join(","),
-                String::from_utf8_lossy(&self.prefix)
-            )),
+            PageError::Compacted | PageError::TooLarge | PageError::Task(_) => {
+                SourceError(format!(
+                    "etcd at {}: reading {} failed: {}",
+                    self.ctx.endpoints.join(","),
+                    String::from_utf8_lossy(&self.prefix),
+                    match e {
+                        PageError::Compacted => "the revision was compacted".to_string(),
+                        PageError::TooLarge =>
+                            "one key's value is larger than the response limit".to_string(),
+                        PageError::Task(t) => format!("the range request task failed ({t})"),
+                        PageError::Etcd(_) => String::new(),
+                    }
+                ))
+            }
         }
+    }
+}
+
+/// One range request `[start, end)`, retried on transient errors.
+async fn range(
+    mut kv: KvClient,
+    start: Vec<u8>,
+    end: Vec<u8>,
+    limit: i64,
+    revision: i64,
+) -> Result<etcd_client::GetResponse, PageError> {
+    let mut attempt = 0;
+    loop {
+        let mut opts = GetOptions::new().with_range(end.clone()).with_limit(limit);
+        if revision > 0 {
+            opts = opts.with_revision(revision);
+        }
+        let err = match kv.get(start.clone(), Some(opts)).await {
+            Ok(resp) => return Ok(resp),
+            Err(e) => e,
+        };
+        let (code, message) = match &err {
+            etcd_client::Error::GRpcStatus(s) => (Some(s.code()), s.message().to_string()),
+            other => (None, other.to_string()),
+        };
+        if message.contains("required revision has been compacted") {
+            return Err(PageError::Compacted);
+        }
+        if message.contains("message length too large") {
+            return Err(PageError::TooLarge);
+        }
+        let transient = matches!(
+            code,
+            Some(tonic::Code::Unavailable)
+                | Some(tonic::Code::DeadlineExceeded)
+                | Some(tonic::Code::Aborted)
+        ) && !message.contains("invalid peer certificate");
+        attempt += 1;
+        if !transient || attempt >= PAGE_ATTEMPTS {
+            return Err(PageError::Etcd(err));
+        }
+        tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt - 1)).await;
     }
 }
 
 enum PageError {
     Compacted,
+    TooLarge,
+    Task(String),
     Etcd(etcd_client::Error),
 }
 
@@ -490,6 +632,12 @@ fn key_after(key: &[u8]) -> Vec<u8> {
     next.extend_from_slice(key);
     next.push(0);
     next
+}
+
+/// Whether `key` lies before the range end `end` (where `range_end` itself may be etcd's
+/// "\0", the end of the keyspace).
+fn before_end(key: &[u8], end: &[u8], range_end: &[u8]) -> bool {
+    (end == range_end && range_end == [0]) || key < end
 }
 
 /// Length of the common prefix of `a` and `b`.
