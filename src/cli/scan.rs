@@ -67,8 +67,8 @@ pub struct ScanArgs {
     #[arg(long)]
     pub no_progress: bool,
     /// Keys per range request (or per snapshot batch). Default: live etcd pages sized to about
-    /// 4 MiB (500 to 10000 keys), because etcd 3.4 re-walks the rest of the range for every
-    /// page, so many small pages are expensive; 1000 per snapshot batch.
+    /// 1 MiB (500 to 10000 keys), each request bounded to a key subtree so that etcd 3.4 does
+    /// not re-walk the rest of the range for every page; 1000 per snapshot batch.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub page_size: Option<u32>,
     /// Also write the report to FILE (atomically: temp file + rename; for node_exporter's

@@ -1,30 +1,35 @@
 //! Live etcd source: paginated ranges under the storage prefix, pinned to one revision, that
 //! continue at a fresh revision (and say so) if the pinned one is compacted mid-scan.
 //!
-//! A spawned task fetches pages ahead of the consumer through a channel of one page, so the
-//! network round trip overlaps with classification and at most three pages are alive at once
-//! (the one being processed, the one queued, the one being fetched): memory stays flat
-//! whatever the keyspace size. Keys and values are raw bytes throughout.
+//! A spawned task fetches pages ahead of the consumer through a channel of one page. Memory
+//! stays flat whatever the keyspace size: at most [`IN_FLIGHT`] responses, the queued page
+//! and the one being processed are alive at once. Keys and values are raw bytes throughout.
 //!
-//! Page sizing: etcd 3.4 answers a range with a limit by first collecting the revision of
-//! *every* remaining key of the range from its in-memory index (`treeIndex.Revisions`, also
-//! used to fill `count`) and only then truncating, so each page costs etcd a walk over the rest
-//! of the keyspace and a paginated scan costs O(N²/page). Neither `count_only`, `keys_only` nor
-//! serializable reads avoid that walk (they take the same `Revisions` path); only fewer,
-//! larger pages do. [`EtcdSource::adaptive`] therefore sizes pages by bytes: it starts at
+//! Why windows: etcd 3.4 answers a range with a limit by first collecting the revision of
+//! *every* key of the requested range from its in-memory index (`treeIndex.Revisions`, also
+//! used to fill `count`) and only then truncating, so a page of `[next key, end of prefix)`
+//! costs etcd a walk over the rest of the keyspace and a plain paginated scan costs
+//! O(N²/page). Neither `count_only`, `keys_only` nor serializable reads avoid that walk. So the
+//! fetcher never asks for "the rest": it tiles `[prefix, range_end)` into windows, each the
+//! key subtree under a prefix of its start key (`/registry/secrets/ns-1` covers every key
+//! starting with it), and asks for one window at a time, with the page limit. etcd's work per
+//! request becomes proportional to the window. A window that holds more than the limit is
+//! continued after its last key; an exhausted one is followed by its sibling subtree.
+//!
+//! Window depth (how many bytes of prefix) adapts to the keyspace from each response's
+//! `count` (the keys the window held): more than four pages narrows later windows by a byte
+//! (or to the spread of the page just read), a whole subtree with less than an eighth of a
+//! page widens them by a byte. Because a window's end is known before its response arrives, the
+//! next window's request is sent while the current one is read ([`IN_FLIGHT`]), so etcd
+//! serves one while atrest decodes the other. Every window is read at the pinned revision,
+//! windows are handed over in key order, and together they cover the range exactly: no key
+//! is skipped or read twice (etcd 3.5+ stops its walk at the limit; windows cost it nothing).
+//!
+//! Page sizing: [`EtcdSource::adaptive`] sizes pages by bytes: it starts at
 //! [`ADAPTIVE_START_KEYS`] and grows the key limit geometrically towards
 //! [`ADAPTIVE_PAGE_BYTES`] of key+value bytes per page (from the average object size seen so
-//! far), capped at [`ADAPTIVE_MAX_KEYS`]; memory stays bounded at about three such pages.
-//! [`EtcdSource::new`] keeps an exact, fixed number of keys per page.
-//!
-//! Windows: the walk covers `[start, range_end)` of the request, so each request is also given
-//! a nearer end — the end of the key subtree (a prefix of the start key) that the previous page
-//! suggests holds about one page: the common prefix of that page's first and last keys. When a
-//! window is exhausted (`more` is false short of the scan's end) the next request starts at
-//! the window's end, in the sibling subtree, widening by whole bytes of prefix when pages come
-//! back short. Requests still tile `[prefix, range_end)` exactly, so no key is skipped or read
-//! twice, and etcd's work per page becomes proportional to the window instead of to the rest of
-//! the keyspace (etcd 3.5+ stops its walk at the limit; the windows cost it nothing).
+//! far), capped at [`ADAPTIVE_MAX_KEYS`]. [`EtcdSource::new`] keeps a fixed key limit per
+//! request (pages may come back shorter where a window ends first).
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -42,7 +47,7 @@ const RETRY_BASE: Duration = Duration::from_millis(250);
 /// First key limit of an adaptive scan (small, so huge objects are learnt cheaply).
 pub const ADAPTIVE_START_KEYS: i64 = 500;
 /// Key+value bytes an adaptive page aims at.
-pub const ADAPTIVE_PAGE_BYTES: u64 = 4 << 20;
+pub const ADAPTIVE_PAGE_BYTES: u64 = 1 << 20;
 /// Most keys an adaptive page asks for (bounds etcd's per-page work and our decode buffers).
 pub const ADAPTIVE_MAX_KEYS: i64 = 10_000;
 /// Most an adaptive limit grows from one page to the next.
@@ -246,6 +251,13 @@ impl KvSource for EtcdSource {
 /// Range requests the fetcher keeps in flight, each for its own window (see the module
 /// comment). Two let etcd serve one window while the previous response is decoded here.
 const IN_FLIGHT: usize = 2;
+
+/// A window that held more than this many pages narrows later windows by a byte of prefix.
+const NARROW_ABOVE_PAGES: i64 = 4;
+/// A whole subtree that held less than this fraction of a page (1/N) widens them by a byte.
+/// The gap between the two (32×) exceeds a decimal or hexadecimal level's fan-out, so
+/// windows settle on one level instead of flipping between two neighbours.
+const WIDEN_BELOW_PAGE_FRACTION: i64 = 8;
 
 /// The state of the background page fetcher.
 struct Fetch {
@@ -465,22 +477,22 @@ impl Fetch {
     /// Re-plan after `window` answered with `kvs` (`more`: the window holds more keys;
     /// `count`: how many keys the window held in all).
     ///
-    /// Windows aim at a quarter page to two pages each, so that the next window's request can
-    /// be in flight while this one is decoded. A window that held more than two pages makes
+    /// Windows aim at an eighth of a page to four pages each, so that the next window's request
+    /// can be in flight while this one is decoded. A window that held more than four pages makes
     /// later windows one byte of prefix narrower than it was (or as narrow as this page's
     /// spread, the common prefix of its first and last keys, if that is narrower still). A
-    /// whole subtree that held less than a quarter page makes them one byte wider than it was;
+    /// whole subtree that held less than an eighth of a page makes them one byte wider than it was;
     /// the rest of a subtree (a window starting inside one) says nothing about its siblings.
     fn after_window(&mut self, window: &Window, kvs: &[RawKv], more: bool, count: i64) {
         let limit = self.limit.max(1);
-        if count > limit.saturating_mul(2) && limit > 1 {
+        if count > limit.saturating_mul(NARROW_ABOVE_PAGES) && limit > 1 {
             let spread = match (kvs.first(), kvs.last()) {
                 (Some(first), Some(last)) => common_prefix_len(&first.key, &last.key),
                 _ => 0,
             };
             let narrower = window.depth.map_or(spread, |d| (d + 1).max(spread));
             self.depth = Some(self.depth.map_or(narrower, |d| d.max(narrower)));
-        } else if count < (limit / 4).max(1)
+        } else if count < (limit / WIDEN_BELOW_PAGE_FRACTION).max(1)
             && let Some(d) = window.depth
             && window.start.len() <= d
         {
@@ -689,14 +701,14 @@ mod tests {
 
     #[test]
     fn adaptive_limit_grows_geometrically_to_the_byte_target() {
-        // 2 KiB objects: 4 MiB / 2 KiB = 2048 keys, reached from 500 in one ×4 step.
-        assert_eq!(next_adaptive_limit(500, 500, 500 * 2048, 10_000), 2000);
-        assert_eq!(next_adaptive_limit(2000, 2000, 2000 * 2048, 10_000), 2048);
+        // 2 KiB objects: 1 MiB / 2 KiB = 512 keys, reached from 500 at once and kept.
+        assert_eq!(next_adaptive_limit(500, 500, 500 * 2048, 10_000), 512);
+        assert_eq!(next_adaptive_limit(512, 512, 512 * 2048, 10_000), 512);
         // Tiny objects: grows ×4 per page up to the cap.
         assert_eq!(next_adaptive_limit(500, 500, 500 * 100, 10_000), 2000);
         assert_eq!(next_adaptive_limit(8000, 8000, 8000 * 100, 10_000), 10_000);
         // Huge objects: shrinks at once, never below one key.
-        assert_eq!(next_adaptive_limit(500, 500, 500 * (1 << 20), 10_000), 4);
+        assert_eq!(next_adaptive_limit(500, 500, 500 * (256 << 10), 10_000), 4);
         assert_eq!(next_adaptive_limit(4, 4, 4 * (3 << 20), 10_000), 1);
         // A lowered ceiling (after a too-large response) holds.
         assert_eq!(next_adaptive_limit(100, 100, 100 * 10, 150), 150);
