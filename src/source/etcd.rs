@@ -356,8 +356,11 @@ impl Fetch {
                 request: None,
             });
         }
-        for i in 0..self.queue.len().min(in_flight) {
+        // A while loop: cutting a window queues its tail, which may itself be due a request.
+        let mut i = 0;
+        while i < self.queue.len().min(in_flight) {
             if self.queue[i].request.is_some() {
+                i += 1;
                 continue;
             }
             // Queued earlier, perhaps when windows were wider: cut it to the current depth
@@ -382,6 +385,7 @@ impl Fetch {
                 self.limit,
                 self.revision,
             )));
+            i += 1;
         }
     }
 
@@ -518,23 +522,17 @@ impl Fetch {
     }
 
     fn error(&self, e: PageError) -> SourceError {
-        match e {
-            PageError::Etcd(e) => source_error(&e, &self.ctx, &self.prefix),
-            PageError::Compacted | PageError::TooLarge | PageError::Task(_) => {
-                SourceError(format!(
-                    "etcd at {}: reading {} failed: {}",
-                    self.ctx.endpoints.join(","),
-                    String::from_utf8_lossy(&self.prefix),
-                    match e {
-                        PageError::Compacted => "the revision was compacted".to_string(),
-                        PageError::TooLarge =>
-                            "one key's value is larger than the response limit".to_string(),
-                        PageError::Task(t) => format!("the range request task failed ({t})"),
-                        PageError::Etcd(_) => String::new(),
-                    }
-                ))
-            }
-        }
+        let why = match e {
+            PageError::Etcd(e) => return source_error(&e, &self.ctx, &self.prefix),
+            PageError::Compacted => "the revision was compacted".to_string(),
+            PageError::TooLarge => "one key's value is larger than the response limit".to_string(),
+            PageError::Task(t) => format!("the range request task failed ({t})"),
+        };
+        SourceError(format!(
+            "etcd at {}: reading {} failed: {why}",
+            self.ctx.endpoints.join(","),
+            String::from_utf8_lossy(&self.prefix),
+        ))
     }
 }
 
