@@ -32,7 +32,7 @@
 use crate::codec::chain::{Chain, Identified, ReadOutcome, Transformers};
 use crate::codec::kmsv2::EncryptedObjectInfo;
 use crate::codec::{DecryptError, ErrorClass, ProviderKind, ValueClass, classify_value};
-use crate::resource::{GroupResource, KeyInfo, parse_key};
+use crate::resource::{GroupResource, KeyInfo, parse_key_under, storage_key_prefix};
 use crate::source::RawKv;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -219,6 +219,9 @@ impl Verdict {
 /// Classifies values with (or without) a config. Cheap to share across tasks.
 pub struct Classifier {
     prefix: String,
+    /// `prefix` normalised once ([`crate::resource::storage_key_prefix`]): keys are parsed
+    /// under it for every value.
+    storage_prefix: String,
     transformers: Option<Transformers>,
     verify: bool,
 }
@@ -229,6 +232,7 @@ impl Classifier {
     pub fn new(prefix: &str, transformers: Option<Transformers>, verify: bool) -> Self {
         Classifier {
             prefix: prefix.to_string(),
+            storage_prefix: storage_key_prefix(prefix),
             transformers,
             // Without a config there are no keys to verify with: `verify` is then ignored
             // (see `verifies`).
@@ -249,7 +253,7 @@ impl Classifier {
     }
     /// What the key says: group/resource, namespace, name (via [`crate::resource::parse_key`]).
     pub fn key_info(&self, key: &[u8]) -> KeyInfo {
-        parse_key(&self.prefix, key)
+        parse_key_under(&self.storage_prefix, key)
     }
     /// The group/resource a key belongs to (via [`crate::resource::parse_key`]).
     pub fn group_resource(&self, key: &[u8]) -> Option<GroupResource> {

@@ -274,9 +274,14 @@ pub fn storage_key_prefix(prefix: &str) -> String {
 /// a name. Extra segments (which kube-apiserver never writes) stay in the name, `/`-joined.
 /// Non-UTF-8 bytes are replaced (U+FFFD); this never fails.
 pub fn parse_key(prefix: &str, key: &[u8]) -> KeyInfo {
+    parse_key_under(&storage_key_prefix(prefix), key)
+}
+
+/// [`parse_key`] with a prefix already normalised by [`storage_key_prefix`] (callers that
+/// parse every key of a scan normalise once).
+pub fn parse_key_under(storage_prefix: &str, key: &[u8]) -> KeyInfo {
     let key = String::from_utf8_lossy(key);
-    let p = storage_key_prefix(prefix);
-    let Some(rest) = key.strip_prefix(p.as_str()) else {
+    let Some(rest) = key.strip_prefix(storage_prefix) else {
         return KeyInfo {
             gr: None,
             namespace: None,

@@ -392,7 +392,7 @@ pub async fn run_rotate(
         max_examined: 4096,
     });
 
-    let prefix = opts.prefix.clone();
+    let storage_prefix = resource::storage_key_prefix(&opts.prefix);
     let mut source_error = None;
     'pages: while let Some(page) = page_rx.recv().await {
         let page = match page {
@@ -405,7 +405,7 @@ pub async fn run_rotate(
         // Values may be plaintext (identity): those not handed on as work are wiped here;
         // work items wipe theirs on drop.
         for mut kv in page {
-            let gr = resource::parse_key(&prefix, &kv.key).gr;
+            let gr = resource::parse_key_under(&storage_prefix, &kv.key).gr;
             if !opts.resources.is_empty()
                 && !gr.as_ref().is_some_and(|g| opts.resources.contains(g))
             {
