@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use writer::{CommitLimits, Prep};
-use zeroize::Zeroize;
 
 /// The `-o json` schema of `atrest rotate`.
 pub const ROTATE_SCHEMA: &str = "atrest.rotate/v1";
@@ -402,21 +401,16 @@ pub async fn run_rotate(
                 break;
             }
         };
-        // Values may be plaintext (identity): those not handed on as work are wiped here;
-        // work items wipe theirs on drop.
-        for mut kv in page {
+        // Values may be plaintext (identity): every `RawKv` wipes its value when dropped, at
+        // the end of this loop for those not handed on as work.
+        for kv in page {
             let gr = resource::parse_key_under(&storage_prefix, &kv.key).gr;
             if !opts.resources.is_empty()
                 && !gr.as_ref().is_some_and(|g| opts.resources.contains(g))
             {
-                kv.value.zeroize();
                 continue;
             }
             let decision = plan::decide(&transformers.chain_for(gr.as_ref()).identify(&kv.value));
-            if !matches!(decision, Decision::Rewrite | Decision::EncryptPlaintext) {
-                // Only the length (bytes examined) is needed from here on: wipe, keep the length.
-                kv.value.as_mut_slice().zeroize();
-            }
             let closed = match decision {
                 Decision::Current => builder.push_current(&kv),
                 Decision::UnknownKey { from } => builder.push_skipped(

@@ -84,12 +84,6 @@ pub struct WorkItem {
     pub gr: Option<GroupResource>,
 }
 
-impl Drop for WorkItem {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.kv.value);
-    }
-}
-
 /// A contiguous run of examined keys and the rewrites among them.
 #[derive(Debug, Default)]
 pub struct Unit {

@@ -21,7 +21,7 @@ use crate::source::RawKv;
 use etcd_client::{Compare, CompareOp, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// A value ready to be committed.
 ///
@@ -389,7 +389,8 @@ async fn resolve_conflict(
         });
     }
     for (p, r) in chunk.into_iter().zip(responses) {
-        let mut now = match r {
+        // The re-read value may be plaintext (identity): `RawKv` wipes it when dropped.
+        let now = match r {
             TxnOpResponse::Get(g) => g.kvs().first().map(|k| RawKv {
                 key: k.key().to_vec(),
                 value: k.value().to_vec(),
@@ -400,7 +401,7 @@ async fn resolve_conflict(
             }),
             _ => None,
         };
-        let step = match &now {
+        match &now {
             // Deleted since we read it: never recreate.
             None => {
                 out.counts.vanished += 1;
@@ -431,12 +432,7 @@ async fn resolve_conflict(
                     Err(e) => Err(e),
                 }
             }
-        };
-        // The re-read value may be plaintext (identity): wipe it.
-        if let Some(k) = now.as_mut() {
-            k.value.zeroize();
-        }
-        step?;
+        }?;
     }
     Ok(())
 }
