@@ -513,6 +513,15 @@ fn user_name(user: &str) -> &str {
     user.split(':').next().unwrap_or(user)
 }
 
+/// A `NAME[:PASSWORD]` user as it may be shown: the password, if any, replaced by
+/// `placeholder`.
+pub fn hide_password(user: &str, placeholder: &str) -> String {
+    match user.split_once(':') {
+        Some((name, _)) => format!("{name}:{placeholder}"),
+        None => user.to_string(),
+    }
+}
+
 /// `https://` unless written otherwise; `http://` only with `insecure`; a missing port means
 /// 2379 (etcd's client port).
 pub fn normalize_endpoints(raw: &[String], insecure: bool) -> Result<Vec<String>, ConnectError> {

@@ -60,7 +60,13 @@ impl std::fmt::Debug for ConnectionArgs {
             .field("cacert", &self.cacert)
             .field("cert", &self.cert)
             .field("key", &self.key)
-            .field("user", &self.user.as_deref().map(redacted_user))
+            .field(
+                "user",
+                &self
+                    .user
+                    .as_deref()
+                    .map(|u| atrest::connect::hide_password(u, "<redacted>")),
+            )
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("dial_timeout", &self.dial_timeout)
             .field("command_timeout", &self.command_timeout)
@@ -71,13 +77,6 @@ impl std::fmt::Debug for ConnectionArgs {
 }
 
 /// `name:password` → `name:<redacted>`; a plain `name` is kept.
-fn redacted_user(user: &str) -> String {
-    match user.split_once(':') {
-        Some((name, _)) => format!("{name}:<redacted>"),
-        None => user.to_string(),
-    }
-}
-
 /// What a command needs after merging flags, the manifest and the environment.
 /// Debug is safe: [`atrest::connect::ConnectOptions`] redacts the password.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ use super::progress::Bar;
 use anyhow::{Context, bail};
 use atrest::codec::chain::Transformers;
 use atrest::config::EncryptionConfig;
+use atrest::connect::hide_password;
 use atrest::kms::GrpcConnector;
 use atrest::report::ScanReport;
 use atrest::resource::{DEFAULT_PREFIX, GroupResource};
@@ -272,8 +273,8 @@ fn resume_command(args: impl Iterator<Item = String>) -> String {
     let mut redact_next: Option<&str> = None;
     for a in args {
         let shown = match redact_next.take() {
-            Some("--password") => "'<password>'".to_string(),
-            Some(_) => redact_user(&a),
+            Some("--password") => "<password>".to_string(),
+            Some(_) => hide_password(&a, "<password>"),
             None => {
                 if a == "--password" || a == "--user" {
                     redact_next = Some(if a == "--password" {
@@ -283,9 +284,9 @@ fn resume_command(args: impl Iterator<Item = String>) -> String {
                     });
                     a.clone()
                 } else if a.starts_with("--password=") {
-                    "--password='<password>'".to_string()
+                    "--password=<password>".to_string()
                 } else if let Some(u) = a.strip_prefix("--user=") {
-                    format!("--user={}", redact_user(u))
+                    format!("--user={}", hide_password(u, "<password>"))
                 } else {
                     a.clone()
                 }
@@ -296,18 +297,13 @@ fn resume_command(args: impl Iterator<Item = String>) -> String {
     out.join(" ")
 }
 
-fn redact_user(u: &str) -> String {
-    match u.split_once(':') {
-        Some((name, _)) => format!("{name}:<password>"),
-        None => u.to_string(),
-    }
-}
-
+/// The argument as a POSIX shell word: unchanged when every character is safe, else in single
+/// quotes (an embedded `'` becomes `'\''`).
 fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c) || c == '\'');
-    if safe || (s.starts_with('\'') && s.ends_with('\'')) {
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if safe {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -499,6 +495,9 @@ mod tests {
         assert!(!c.contains("topsecret") && !c.contains(":pw"), "{c}");
         assert!(c.contains("--user=root:<password>"), "{c}");
         assert!(c.contains("'/tmp/my journal'"), "{c}");
+        assert!(c.contains("'<password>'"), "{c}");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("'quoted'"), r"''\''quoted'\'''");
         assert!(c.starts_with("atrest rotate --password"), "{c}");
     }
 }
