@@ -6,10 +6,9 @@
 //! undecryptable, or plaintext where the resource's provider chain has no identity (a restored
 //! kube-apiserver could not read it); 2 the file is corrupt, truncated, lacks its trailer (unless
 //! `--skip-hash-check`), or the job could not be done (bad config, KMS plugin down).
+use super::progress::Bar;
 use anyhow::Context;
-use atrest::snapshot::{self, ReadProgress, SnapshotSource, SnapshotStatus, StatusOptions};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
+use atrest::snapshot::{self, SnapshotSource, SnapshotStatus, StatusOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -88,74 +87,15 @@ pub fn run(c: SnapshotCommand) -> anyhow::Result<u8> {
     }
 }
 
-/// A byte/key progress bar on stderr, hidden unless stderr is a terminal.
-struct Bar(ProgressBar);
-impl Bar {
-    fn new(disabled: bool) -> Bar {
-        if disabled || !std::io::stderr().is_terminal() {
-            return Bar(ProgressBar::hidden());
-        }
-        let pb = ProgressBar::new(0);
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{msg:20} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        Bar(pb)
-    }
-}
-impl ReadProgress for Bar {
-    fn start(&self, what: &str, total: u64) {
-        self.0.reset();
-        self.0.set_length(total);
-        self.0.set_position(0);
-        self.0.set_message(what.to_string());
-    }
-    fn advance(&self, bytes: u64) {
-        self.0.inc(bytes);
-    }
-    fn finish(&self) {
-        self.0.set_position(self.0.length().unwrap_or(0));
-    }
-}
-impl atrest::scan::Progress for Bar {
-    fn set_total(&self, keys: u64) {
-        self.0.reset();
-        self.0.set_style(
-            ProgressStyle::with_template("{msg:20} [{bar:40}] {pos}/{len} keys (eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        self.0.set_message("decrypting");
-        self.0.set_length(keys);
-    }
-    fn advance(&self, keys: u64, _bytes: u64) {
-        self.0.inc(keys);
-    }
-    fn message(&self, msg: &str) {
-        self.0.set_message(msg.to_string());
-    }
-}
-impl Drop for Bar {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
-    }
-}
-
-fn compute_status(
-    file: &std::path::Path,
-    skip_hash_check: bool,
-    bar: &Bar,
-) -> anyhow::Result<SnapshotStatus> {
-    let st = snapshot::status_with(file, StatusOptions { skip_hash_check }, bar)?;
-    Ok(st)
-}
-
 fn run_status(a: StatusArgs) -> anyhow::Result<u8> {
-    let bar = Bar::new(a.no_progress);
-    let st = compute_status(&a.file, a.skip_hash_check, &bar)?;
+    let bar = Bar::new(!a.no_progress, "keys");
+    let st = snapshot::status_with(
+        &a.file,
+        StatusOptions {
+            skip_hash_check: a.skip_hash_check,
+        },
+        &bar,
+    )?;
     drop(bar);
     match a.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&st)?),
@@ -351,8 +291,14 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<u8> {
         "cannot reach a KMS plugin named in the config (is it running? is the socket path right?)",
     )?;
 
-    let bar = Bar::new(a.no_progress);
-    let st = compute_status(&a.file, a.skip_hash_check, &bar)?;
+    let bar = Bar::new(!a.no_progress, "keys");
+    let st = snapshot::status_with(
+        &a.file,
+        StatusOptions {
+            skip_hash_check: a.skip_hash_check,
+        },
+        &bar,
+    )?;
     if !st.ok {
         drop(bar);
         let line = format!(
