@@ -204,9 +204,12 @@ fn demo_runs_end_to_end() {
         total.starts_with(&format!("Total: {objects} objects")),
         "{total}"
     );
-    assert!(total.contains(&format!("{unknown} unknown-key")), "{total}");
     assert!(
-        total.contains(&format!("{undecryptable} undecryptable")),
+        total.contains(&format!(" {unknown} unknown-key")),
+        "{total}"
+    );
+    assert!(
+        total.contains(&format!(" {undecryptable} undecryptable")),
         "{total}"
     );
     assert!(scan.output.contains("Findings ("), "{}", scan.output);
@@ -224,11 +227,11 @@ fn demo_runs_end_to_end() {
         "{verdict}"
     );
     assert!(
-        verdict.contains(&format!("{undecryptable} undecryptable")),
+        verdict.contains(&format!(" {undecryptable} undecryptable")),
         "{verdict}"
     );
     assert!(
-        verdict.contains(&format!("{unknown} unknown-key")),
+        verdict.contains(&format!(" {unknown} unknown-key")),
         "{verdict}"
     );
 
