@@ -24,13 +24,10 @@ fn demo_cmd(bin_dir: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new("bash");
     cmd.arg(root().join("scripts/demo"))
         .env("ATREST_BIN_DIR", bin_dir)
-        .env_remove("RUST_LOG")
         // Debug binaries on a loaded 2-core machine; the demo itself takes seconds.
         .timeout(Duration::from_secs(240));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ETCDCTL_") {
-            cmd.env_remove(&k);
-        }
+    for k in crate::common::scrubbed_env() {
+        cmd.env_remove(k);
     }
     cmd
 }

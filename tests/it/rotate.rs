@@ -4,7 +4,7 @@
 //! library's own writer, AAD = the etcd key), the binary rotates under an "after"
 //! configuration, and every value is then decrypted with the "after" configuration and
 //! compared — by hash, never printed — with the plaintext it must hold.
-use crate::common::{Etcd, atrest_cmd, bin_path};
+use crate::common::{Etcd, atrest_cmd};
 use atrest::codec::ENC_PREFIX;
 use atrest::codec::chain::Transformers;
 use atrest::config::EncryptionConfig;
@@ -683,7 +683,7 @@ async fn concurrent_writer_never_loses_writes() {
     let mut expect = load(&etcd, &tb, &ks).await;
 
     let journal = dir.path().join("j.jsonl");
-    let mut cmd = std::process::Command::new(bin_path("atrest"));
+    let mut cmd = crate::common::atrest_std_cmd();
     cmd.arg("rotate")
         .args(etcd.atrest_conn_args())
         .arg("--encryption-provider-config")
@@ -810,7 +810,7 @@ async fn sigkill_at_random_points_then_resume() {
     let expect = load(&etcd, &transformers(&before), &ks).await;
     let journal = dir.path().join("j.jsonl");
     let spawn = || {
-        std::process::Command::new(bin_path("atrest"))
+        crate::common::atrest_std_cmd()
             .arg("rotate")
             .args(etcd.atrest_conn_args())
             .arg("--encryption-provider-config")

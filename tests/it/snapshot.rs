@@ -461,7 +461,7 @@ mod fuzz {
 
 /// Run `atrest args...`: (exit code, stdout, stderr). A panic would be exit 101.
 fn atrest(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atrest"))
+    let out = crate::common::atrest_std_cmd()
         .args(args)
         .output()
         .expect("atrest runs");

@@ -27,15 +27,30 @@ pub fn bin_path(name: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
-/// `atrest` as an `assert_cmd` command, with inherited `ETCDCTL_*` variables removed (a
-/// developer's environment must not change the tests) and logs left at their default.
+/// Inherited variables a developer's environment must not pass to atrest under test:
+/// `ETCDCTL_*` (connection defaults) and `RUST_LOG` (logs stay at their default).
+pub fn scrubbed_env() -> impl Iterator<Item = std::ffi::OsString> {
+    std::env::vars_os().map(|(k, _)| k).filter(|k| {
+        let k = k.to_string_lossy();
+        k.starts_with("ETCDCTL_") || k == "RUST_LOG"
+    })
+}
+
+/// `atrest` as an `assert_cmd` command, without the [`scrubbed_env`] variables.
 pub fn atrest_cmd() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(bin_path("atrest"));
-    for (k, _) in std::env::vars_os() {
-        let k_str = k.to_string_lossy();
-        if k_str.starts_with("ETCDCTL_") || k_str == "RUST_LOG" {
-            cmd.env_remove(&k);
-        }
+    for k in scrubbed_env() {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+/// `atrest` as a plain [`std::process::Command`] (to spawn, signal or time it), without the
+/// [`scrubbed_env`] variables.
+pub fn atrest_std_cmd() -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin_path("atrest"));
+    for k in scrubbed_env() {
+        cmd.env_remove(k);
     }
     cmd
 }

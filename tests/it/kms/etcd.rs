@@ -549,7 +549,7 @@ async fn plugin_crash_in_the_middle_of_a_verify_scan() {
         .api("v2")
         .args(["--decrypt-delay", "3000"])
         .start();
-    let mut cmd = std::process::Command::new(crate::common::bin_path("atrest"));
+    let mut cmd = crate::common::atrest_std_cmd();
     cmd.arg("scan")
         .args(etcd.atrest_conn_args())
         .arg("--encryption-provider-config")
