@@ -335,7 +335,9 @@ async fn scan_with_the_plugin_down_failing_or_slow() {
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     let report = run.json();
     assert_eq!(report["summary"]["undecryptable"], 30);
-    for o in report["objects"].as_array().expect("objects") {
+    let objects = report["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 30, "every finding is listed");
+    for o in objects {
         assert_eq!(o["status"], "undecryptable", "{o}");
         assert_eq!(o["detail"], "kms-decrypt-failed", "{o}");
         assert_eq!(o["kms_key_id"], "key-a", "the keyID stays visible: {o}");
@@ -359,7 +361,9 @@ async fn scan_with_the_plugin_down_failing_or_slow() {
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     let report = run.json();
     assert_eq!(report["summary"]["undecryptable"], 30);
-    for o in report["objects"].as_array().expect("objects") {
+    let objects = report["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 30, "every finding is listed");
+    for o in objects {
         assert_eq!(o["detail"], "kms-decrypt-failed", "{o}");
         assert!(
             o["message"]
@@ -576,7 +580,9 @@ async fn plugin_crash_in_the_middle_of_a_verify_scan() {
     assert_eq!(report["summary"]["objects"], 600);
     assert_eq!(report["summary"]["undecryptable"], 600);
     let socket = sock.display().to_string();
-    for o in report["objects"].as_array().expect("objects") {
+    let objects = report["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 600, "every finding is listed");
+    for o in objects {
         assert_eq!(o["detail"], "kms-decrypt-failed", "{o}");
         let message = o["message"].as_str().unwrap_or_default();
         assert!(message.contains(&socket), "message names the socket: {o}");

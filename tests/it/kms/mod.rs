@@ -666,7 +666,12 @@ async fn plugin_crash_during_a_call_is_reported() {
             );
         }
         // Depending on timing the broken connection may already be seen at dial time.
-        KmsError::Unreachable { .. } => {}
+        KmsError::Unreachable { endpoint, .. } => {
+            assert!(
+                endpoint.contains(plugin.endpoint.trim_start_matches("unix://")),
+                "{endpoint}"
+            );
+        }
         other => panic!("{other:?}"),
     }
     let err = client.status().await.expect_err("down");
