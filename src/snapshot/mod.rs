@@ -111,15 +111,7 @@ pub fn status_with(
     progress: &dyn ReadProgress,
 ) -> Result<SnapshotStatus, SnapshotError> {
     let trailer = hash::check_trailer(path, progress)?;
-    let file_len = std::fs::metadata(path)
-        .map_err(|source| SnapshotError::Io {
-            path: path.display().to_string(),
-            source,
-        })?
-        .len();
-    let body = trailer
-        .present
-        .then(|| file_len.saturating_sub(hash::TRAILER_LEN));
+    let body = hash::body_len(path, &trailer)?;
     let bolt = BoltFile::open(path, body).map_err(|e| with_trailer(e, &trailer))?;
     let mut problems = Vec::new();
     let mut notes = Vec::new();
@@ -173,7 +165,7 @@ pub fn status_with(
         ok: problems.is_empty(),
         problems,
         notes,
-        file_size: file_len,
+        file_size: bolt.file_len(),
         page_size: bolt.page_size(),
         trailer,
         meta_pages: bolt.metas().clone(),

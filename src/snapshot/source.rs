@@ -114,6 +114,29 @@ impl SnapshotSource {
         progress: &dyn ReadProgress,
     ) -> Result<Self, SnapshotError> {
         let trailer = hash::check_trailer(path, progress)?;
+        Self::open_trailer_checked(path, prefix, batch_size, budget, &trailer, progress)
+    }
+
+    /// [`SnapshotSource::open_with`] for a file whose trailer was just checked (e.g. by
+    /// [`crate::snapshot::status_with`]): skips a second SHA-256 pass over the whole file.
+    pub fn open_checked(
+        path: &Path,
+        prefix: &[u8],
+        batch_size: usize,
+        trailer: &hash::TrailerCheck,
+        progress: &dyn ReadProgress,
+    ) -> Result<Self, SnapshotError> {
+        Self::open_trailer_checked(path, prefix, batch_size, INDEX_BUDGET, trailer, progress)
+    }
+
+    fn open_trailer_checked(
+        path: &Path,
+        prefix: &[u8],
+        batch_size: usize,
+        budget: usize,
+        trailer: &hash::TrailerCheck,
+        progress: &dyn ReadProgress,
+    ) -> Result<Self, SnapshotError> {
         let mut notes = Vec::new();
         match trailer.matches {
             Some(false) => {
@@ -128,7 +151,7 @@ impl SnapshotSource {
                 path.display()
             )),
         }
-        let body = hash::body_len(path, &trailer)?;
+        let body = hash::body_len(path, trailer)?;
         let bolt = BoltFile::open(path, body)?;
         for m in bolt.metas() {
             if let Some(p) = &m.problem {
