@@ -22,6 +22,13 @@ pub struct GroupResource {
 }
 
 impl GroupResource {
+    /// Whether this `--resource` filter (exact, or with `*` as the group and/or resource, as
+    /// in the EncryptionConfiguration) selects `gr`.
+    pub fn selects(&self, gr: &GroupResource) -> bool {
+        (self.group == "*" || self.group == gr.group)
+            && (self.resource == "*" || self.resource == gr.resource)
+    }
+
     pub fn new(group: impl Into<String>, resource: impl Into<String>) -> Self {
         GroupResource {
             group: group.into(),
@@ -362,8 +369,7 @@ pub fn matches_filter(filter: &str, gr: &GroupResource) -> bool {
     if filter == "*" {
         return true;
     }
-    let f = GroupResource::parse(filter);
-    (f.group == "*" || f.group == gr.group) && (f.resource == "*" || f.resource == gr.resource)
+    GroupResource::parse(filter).selects(gr)
 }
 
 #[cfg(test)]

@@ -186,13 +186,7 @@ async fn judge_batch(
 /// `--resource` matching in the config's syntax: `secrets`, `deployments.apps`, `*.apps`
 /// (a group), `*.` (the core group), `*.*`.
 fn selected(gr: Option<&GroupResource>, resources: &[GroupResource]) -> bool {
-    resources.is_empty()
-        || gr.is_some_and(|g| {
-            resources.iter().any(|f| {
-                (f.group == "*" || f.group == g.group)
-                    && (f.resource == "*" || f.resource == g.resource)
-            })
-        })
+    resources.is_empty() || gr.is_some_and(|g| resources.iter().any(|f| f.selects(g)))
 }
 
 fn batch_bytes(batch: &[RawKv]) -> u64 {

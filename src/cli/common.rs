@@ -7,7 +7,10 @@
 //! would fold them into the flag value and an `ETCDCTL_ENDPOINTS` left exported from an
 //! etcdctl session would silently send a manifest-driven run to another etcd. The ones the
 //! manifest never supplies (user, password, timeouts) stay clap `env` arguments.
+use anyhow::{Context, bail};
+use atrest::resource::GroupResource;
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -214,6 +217,50 @@ pub enum OutputFormat {
     Table,
     Json,
     Prometheus,
+}
+
+/// `--resource` values, deduplicated: group/resources as the config names them (`secrets`,
+/// `deployments.apps`); with `wildcards` (scan) also `*.apps`, `*.` and `*`/`*.*`.
+pub fn parse_resources(list: &[String], wildcards: bool) -> anyhow::Result<Vec<GroupResource>> {
+    let mut out = Vec::new();
+    for item in list.iter().map(|s| s.trim()) {
+        if !wildcards && (item.is_empty() || item.contains('/') || item.contains('*')) {
+            bail!(
+                "--resource {item:?}: give a resource as the config names it, e.g. secrets or deployments.apps"
+            );
+        }
+        if item.is_empty() || item.contains('/') {
+            bail!(
+                "--resource {item:?}: give a resource as the config names it, e.g. secrets, deployments.apps, *.apps or *.*"
+            );
+        }
+        let gr = if item == "*" {
+            GroupResource::new("*", "*")
+        } else {
+            GroupResource::parse(item)
+        };
+        if gr.resource.is_empty() || (gr.resource.contains('*') && gr.resource != "*") {
+            bail!(
+                "--resource {item:?}: not a resource name or wildcard (e.g. secrets, *.apps, *.*)"
+            );
+        }
+        if !out.contains(&gr) {
+            out.push(gr);
+        }
+    }
+    Ok(out)
+}
+
+/// A report writer: renders into the `Write` it is given.
+pub type Emit<'a> = dyn FnMut(&mut dyn Write) -> std::io::Result<()> + 'a;
+
+/// Print to stdout; a closed pipe (`| head`) is not an error worth a message.
+pub fn print_stdout(emit: &mut Emit<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match emit(&mut out).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write the report to stdout"),
+    }
 }
 
 #[cfg(test)]

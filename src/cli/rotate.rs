@@ -1,7 +1,7 @@
 //! `atrest rotate`: flags, SIGINT handling, progress bar, the final verification pass and the
 //! exit code (0 everything in scope current and nothing skipped; 1 findings remain; 2 the
 //! rotation could not do its job — including an interrupted run, which says how to resume).
-use super::common::ConnectionArgs;
+use super::common::{ConnectionArgs, parse_resources, print_stdout};
 use super::progress::Bar;
 use anyhow::{Context, bail};
 use atrest::codec::chain::Transformers;
@@ -131,7 +131,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
     if a.dry_run && a.journal.is_some() {
         eprintln!("note: --dry-run writes nothing; the journal is neither created nor read");
     }
-    let resources = parse_resources(&a.resources)?;
+    let resources = parse_resources(&a.resources, false)?;
 
     let config = EncryptionConfig::load(&config_path)?;
     let transformers = Transformers::new(&config, &GrpcConnector)
@@ -233,7 +233,8 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
                 summary: &summary,
                 verification: report.as_ref(),
             };
-            print_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
+            let text = serde_json::to_string_pretty(&doc)? + "\n";
+            print_stdout(&mut |w| w.write_all(text.as_bytes()))?;
         }
         RotateOutput::Table => {
             let mut text = render_table(&prefix, &resources, &summary);
@@ -241,7 +242,7 @@ async fn run_async(a: RotateArgs) -> anyhow::Result<u8> {
                 text.push_str("\nVerification (scan --verify over the scope):\n");
                 text.push_str(&r.render_table());
             }
-            print_stdout(&text)?;
+            print_stdout(&mut |w| w.write_all(text.as_bytes()))?;
         }
     }
     if summary.interrupted {
@@ -308,33 +309,6 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
-}
-
-/// Print to stdout; a closed pipe (`| head`) is not an error worth a message.
-fn print_stdout(text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
-}
-
-/// `--resource` values as scan takes them: exact group/resources, no wildcards, deduplicated.
-fn parse_resources(list: &[String]) -> anyhow::Result<Vec<GroupResource>> {
-    let mut out = Vec::new();
-    for item in list.iter().map(|s| s.trim()) {
-        if item.is_empty() || item.contains('/') || item.contains('*') {
-            bail!(
-                "--resource {item:?}: give a resource as the config names it, e.g. secrets or deployments.apps"
-            );
-        }
-        let gr = GroupResource::parse(item);
-        if !out.contains(&gr) {
-            out.push(gr);
-        }
-    }
-    Ok(out)
 }
 
 /// First Ctrl-C: stop after the batches in flight. Second: exit at once (still safe: every

@@ -3,7 +3,7 @@
 //! (flags, else the kube-apiserver manifest), runs the library's scan engine and prints the
 //! report as a table, `atrest.scan/v1` JSON or Prometheus text. Exit 0: no finding; 1: an
 //! object's status is in `--fail-on`; 2: the scan could not be done.
-use super::common::{ConnectionArgs, OutputFormat};
+use super::common::{ConnectionArgs, Emit, OutputFormat, parse_resources, print_stdout};
 use super::progress::Bar;
 use anyhow::{Context, bail};
 use atrest::classify::{Classifier, Status};
@@ -92,7 +92,7 @@ pub fn run(a: ScanArgs) -> anyhow::Result<u8> {
         );
     }
     let fail_on = parse_fail_on(&a.fail_on)?;
-    let resources = parse_resources(&a.resources)?;
+    let resources = parse_resources(&a.resources, true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -301,7 +301,7 @@ async fn check_kms_v1_plugins(cfg: &EncryptionConfig, path: &Path) -> anyhow::Re
 }
 
 /// The one storage-prefix normalizer (also used by `snapshot` through this path).
-pub use atrest::resource::storage_key_prefix;
+use atrest::resource::storage_key_prefix;
 
 fn parse_fail_on(list: &[String]) -> anyhow::Result<Vec<Status>> {
     let mut out = Vec::new();
@@ -325,42 +325,6 @@ fn parse_fail_on(list: &[String]) -> anyhow::Result<Vec<Status>> {
         }
     }
     Ok(out)
-}
-
-fn parse_resources(list: &[String]) -> anyhow::Result<Vec<GroupResource>> {
-    let mut out = Vec::new();
-    for item in list.iter().map(|s| s.trim()) {
-        if item.is_empty() || item.contains('/') {
-            bail!(
-                "--resource {item:?}: give a resource as the config names it, e.g. secrets, deployments.apps, *.apps or *.*"
-            );
-        }
-        let gr = if item == "*" {
-            GroupResource::new("*", "*")
-        } else {
-            GroupResource::parse(item)
-        };
-        if gr.resource.is_empty() || (gr.resource.contains('*') && gr.resource != "*") {
-            bail!(
-                "--resource {item:?}: not a resource name or wildcard (e.g. secrets, *.apps, *.*)"
-            );
-        }
-        if !out.contains(&gr) {
-            out.push(gr);
-        }
-    }
-    Ok(out)
-}
-
-type Emit<'a> = dyn FnMut(&mut dyn Write) -> std::io::Result<()> + 'a;
-
-/// Print the report; a closed pipe (`| head`) is not an error worth a message.
-fn print_stdout(emit: &mut Emit<'_>) -> anyhow::Result<()> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match emit(&mut out).and_then(|_| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.context("cannot write the report to stdout"),
-    }
 }
 
 /// Write next to `path` then rename, so a collector never reads a half-written file.
@@ -418,7 +382,9 @@ mod tests {
 
     #[test]
     fn resources_are_validated() {
-        let v = |s: &[&str]| parse_resources(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        let v = |s: &[&str]| {
+            parse_resources(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>(), true)
+        };
         assert_eq!(
             v(&["secrets", "deployments.apps"]).unwrap(),
             vec![
@@ -434,5 +400,15 @@ mod tests {
         assert!(v(&["sec*"]).is_err());
         assert!(v(&["a/b"]).is_err());
         assert!(v(&[""]).is_err());
+        // rotate takes exact group/resources only.
+        let exact = |s: &[&str]| {
+            parse_resources(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>(), false)
+        };
+        assert_eq!(
+            exact(&["secrets", "secrets"]).unwrap(),
+            vec![GroupResource::new("", "secrets")]
+        );
+        assert!(exact(&["*.apps"]).is_err());
+        assert!(exact(&["*"]).is_err());
     }
 }

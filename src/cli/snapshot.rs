@@ -310,7 +310,7 @@ fn run_verify(a: VerifyArgs) -> anyhow::Result<u8> {
     }
     let report = rt.block_on(async {
         let classifier = atrest::classify::Classifier::new(&a.prefix, Some(transformers), true);
-        let key_prefix = super::scan::storage_key_prefix(&a.prefix);
+        let key_prefix = atrest::resource::storage_key_prefix(&a.prefix);
         let mut src =
             SnapshotSource::open_checked(&a.file, key_prefix.as_bytes(), 1000, &st.trailer, &bar)?;
         let opts = atrest::scan::ScanOptions {
