@@ -19,17 +19,22 @@ pub(super) fn render(report: &ScanReport) -> String {
     }
 }
 
-/// One object as it appears inside the document's `objects` array (pretty, indented 4).
-pub(super) fn object_fragment(rec: &crate::classify::ObjectRecord) -> String {
-    let text = serde_json::to_string_pretty(rec).unwrap_or_else(|_| "{}".to_string());
-    let mut out = String::with_capacity(text.len() + 64);
-    for (i, line) in text.lines().enumerate() {
-        if i > 0 {
-            out.push('\n');
+/// One object as it appears inside the document's `objects` array (pretty, indented 4), on
+/// one line: the fragment's own newlines are written as `\u{1}` (pretty JSON has no raw
+/// control bytes other than its structural newlines; string contents are escaped), and the
+/// line ends with `\n`. Built in one pass over serde's output.
+pub(super) fn object_line(rec: &crate::classify::ObjectRecord) -> Vec<u8> {
+    let text = serde_json::to_vec_pretty(rec).unwrap_or_else(|_| b"{}".to_vec());
+    let mut out = Vec::with_capacity(text.len() + 128);
+    out.extend_from_slice(b"    ");
+    for &b in &text {
+        if b == b'\n' {
+            out.extend_from_slice(b"\x01    ");
+        } else {
+            out.push(b);
         }
-        out.push_str("    ");
-        out.push_str(line);
     }
+    out.push(b'\n');
     out
 }
 

@@ -114,22 +114,17 @@ impl SpillSink {
 
 impl ObjectSink for SpillSink {
     fn push(&mut self, rec: ObjectRecord) -> Result<(), ScanError> {
-        let frag = json::object_fragment(&rec);
+        let line = json::object_line(&rec);
         let w = self
             .out
             .as_mut()
             .ok_or_else(|| ScanError::Sink("spill file already closed".into()))?;
-        // One fragment per line: pretty JSON has no raw control bytes other than its own
-        // structural newlines (string contents are escaped), so \u{1} can stand in for them.
-        let line = frag.replace('\n', "\u{1}");
-        w.write_all(line.as_bytes())
-            .and_then(|_| w.write_all(b"\n"))
-            .map_err(|e| {
-                ScanError::Sink(format!(
-                    "cannot write the report's temporary file {}: {e}",
-                    self.path.display()
-                ))
-            })?;
+        w.write_all(&line).map_err(|e| {
+            ScanError::Sink(format!(
+                "cannot write the report's temporary file {}: {e}",
+                self.path.display()
+            ))
+        })?;
         self.count += 1;
         if self.first.len() < self.keep_first {
             self.first.push(rec);
