@@ -400,8 +400,11 @@ impl KvSource for SnapshotSource {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while !self.live_done && out.len() < self.batch && bytes < MAX_BATCH_BYTES {
-            let lo = self.pos_lo.clone();
-            self.load_chunk(&lo).map_err(|e| self.err(e))?;
+            // Taken out and put back rather than cloned: this runs once per key.
+            let lo = self.pos_lo.take();
+            let loaded = self.load_chunk(&lo);
+            self.pos_lo = lo;
+            loaded.map_err(|e| self.err(e))?;
             let Some(k) = self.index.get(self.pos) else {
                 // This chunk is done: on to the next one, or the end.
                 if self.chunk_is_last() {
@@ -431,8 +434,10 @@ impl KvSource for SnapshotSource {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while !self.hist_done && out.len() < self.batch && bytes < MAX_BATCH_BYTES {
-            let lo = self.hist_lo.clone();
-            self.load_chunk(&lo).map_err(|e| self.err(e))?;
+            let lo = self.hist_lo.take();
+            let loaded = self.load_chunk(&lo);
+            self.hist_lo = lo;
+            loaded.map_err(|e| self.err(e))?;
             let Some(k) = self.index.get(self.hist_key) else {
                 if self.chunk_is_last() {
                     self.hist_done = true;
